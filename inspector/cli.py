@@ -1,0 +1,115 @@
+"""The ``inspector`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from inspector import __version__
+from inspector.config import Config, load_config
+from inspector.errors import ConfigError, InspectorError
+from inspector.logs import setup_logging
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        _print_config_errors(exc)
+        return EXIT_USAGE
+    except InspectorError as exc:
+        print(f"inspector: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inspector", description="Edge machine-vision quality inspection appliance."
+    )
+    parser.add_argument("--version", action="version", version=f"inspector {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a config file (exit 0 or 2)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_check_config)
+
+    capture = commands.add_parser(
+        "capture", help="run the configured cameras into a counting receiver and print rates"
+    )
+    capture.add_argument("--config", type=Path, required=True)
+    capture.add_argument("--duration", type=float, help="stop after this many seconds")
+    capture.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
+    capture.set_defaults(handler=_capture)
+
+    samples = commands.add_parser(
+        "make-samples", help="regenerate the synthetic sample dataset (MVTec-AD layout)"
+    )
+    samples.add_argument("--out", type=Path, default=REPO_ROOT / "sample_images")
+    samples.add_argument("--seed", type=int, default=0)
+    samples.set_defaults(handler=_make_samples)
+    return parser
+
+
+def _print_config_errors(exc: ConfigError) -> None:
+    for problem in exc.problems:
+        print(f"{exc.source}: {problem}", file=sys.stderr)
+
+
+def _load(path: Path) -> Config:
+    config = load_config(path)
+    setup_logging(config.logging.level, config.logging.file)
+    return config
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: ok ({len(config.cameras)} camera(s))")
+    return 0
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from camera.monitor import run_capture
+
+    config = _load(args.config)
+    if not config.cameras:
+        raise ConfigError(["cameras: no camera configured"], str(args.config))
+    stop = install_stop_handlers()
+    run_capture(config, stop, sys.stdout, args.duration, args.interval)
+    return 0
+
+
+def _make_samples(args: argparse.Namespace) -> int:
+    from camera.synthetic import write_dataset
+
+    counts = write_dataset(args.out, seed=args.seed)
+    for folder, count in counts.items():
+        print(f"{args.out / folder}: {count} images")
+    return 0
+
+
+def install_stop_handlers() -> threading.Event:
+    """One stop event, set by SIGINT or SIGTERM: every loop in the process watches it."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    return stop
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

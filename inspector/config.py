@@ -1,0 +1,348 @@
+"""The one configuration file: TOML in, validated typed objects out.
+
+Every key is checked at start-up. Unknown keys and bad values become one
+``key.path: reason`` line each, gathered into a single ``ConfigError``, so an
+integrator fixes the whole file in one pass. Relative paths are resolved against
+the directory of the config file. Paths and secrets may be overridden from the
+environment: ``INSPECTOR__STORAGE__ROOT=/data`` sets ``storage.root`` and
+``INSPECTOR__CAMERAS__0__URL=rtsp://...`` sets ``cameras[0].url``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from inspector.errors import ConfigError
+
+ENV_PREFIX = "INSPECTOR__"
+ENDPOINT_SCHEMES = ("inproc://", "ipc://", "tcp://")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+class _Strict(BaseModel):
+    """Base of every config section: unknown keys are errors, objects are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    return value if value.is_absolute() or base is None else (Path(base) / value).resolve()
+
+
+def _check_endpoint(value: str) -> str:
+    if not value.startswith(ENDPOINT_SCHEMES):
+        raise ValueError(f"must start with one of {', '.join(ENDPOINT_SCHEMES)}, got {value!r}")
+    return value
+
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class WatchdogConfig(_Strict):
+    """When a source counts as dead and how fast it is retried."""
+
+    no_frame_timeout_s: Seconds = 5.0
+    backoff_initial_s: Seconds = 0.5
+    backoff_max_s: Seconds = 30.0
+    open_timeout_s: Seconds = 10.0  # OpenCV/FFmpeg open timeout for device and stream sources
+    read_timeout_s: Seconds = 5.0  # OpenCV/FFmpeg read timeout for device and stream sources
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> WatchdogConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        return self
+
+
+class _CameraBase(_Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    fps: Annotated[float, Field(gt=0, le=1000)] | None = None  # None: as fast as the source gives
+    encoding: Literal["raw", "jpeg", "png"] = "raw"  # how frames travel on the bus
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    trigger: Literal["free_run", "software"] = "free_run"
+    watchdog: WatchdogConfig = WatchdogConfig()
+
+
+class FolderCamera(_CameraBase):
+    """Replays the images of a folder in sorted order."""
+
+    type: Literal["folder"]
+    path: Path
+    recursive: bool = True
+    loop: bool = True
+
+    _resolve = field_validator("path")(_resolve_path)
+
+
+class VideoCamera(_CameraBase):
+    """Replays a video file."""
+
+    type: Literal["video"]
+    path: Path
+    loop: bool = True
+
+    _resolve = field_validator("path")(_resolve_path)
+
+
+class DeviceCamera(_CameraBase):
+    """A USB/V4L2 camera by index (0, 1, ...) or device path (/dev/video0)."""
+
+    type: Literal["device"]
+    device: int | str
+    width: Annotated[int, Field(gt=0)] | None = None
+    height: Annotated[int, Field(gt=0)] | None = None
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _index_or_path(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a device index (0, 1, ...) or a device path")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"device index must be >= 0, got {value}")
+        if isinstance(value, str) and not value:
+            raise ValueError("device path must not be empty")
+        return value
+
+
+class StreamCamera(_CameraBase):
+    """An RTSP or HTTP stream read through OpenCV's FFmpeg backend."""
+
+    type: Literal["stream"]
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(STREAM_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(STREAM_SCHEMES)}")
+        return value
+
+
+class SyntheticCamera(_CameraBase):
+    """Renders synthetic machined parts, some with defects: a labeled camera for demos and tests."""
+
+    type: Literal["synthetic"]
+    seed: int = 0
+    width: Annotated[int, Field(ge=64, le=8192)] = 256
+    height: Annotated[int, Field(ge=64, le=8192)] = 256
+    defect_rate: Annotated[float, Field(ge=0, le=1)] = 0.2
+
+
+class GenICamCamera(_CameraBase):
+    """A GenICam camera through a vendor GenTL producer, with the ``genicam`` extra."""
+
+    type: Literal["genicam"]
+    cti: Path  # the GenTL producer library (.cti) supplied by the camera vendor
+    serial: str | None = None  # which camera; None takes the first one found
+    timeout_ms: Annotated[int, Field(gt=0)] = 1000
+
+    _resolve = field_validator("cti")(_resolve_path)
+
+
+CameraConfig = Annotated[
+    FolderCamera | VideoCamera | DeviceCamera | StreamCamera | SyntheticCamera | GenICamCamera,
+    Field(discriminator="type"),
+]
+CAMERA_TYPES = ("folder", "video", "device", "stream", "synthetic", "genicam")
+
+
+class BusConfig(_Strict):
+    """ZeroMQ endpoints: ``inproc://`` (threads of one process), ``ipc://`` or ``tcp://``."""
+
+    frames: str = "inproc://frames"  # capture PUSH -> inspector PULL
+    results: str = "inproc://results"  # inspector PUB -> PLC bridge, UI, ...
+    send_hwm: Annotated[int, Field(ge=1)] = 4  # frames queued per camera before it drops
+    recv_hwm: Annotated[int, Field(ge=1)] = 16
+    max_frame_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
+
+    _endpoints = field_validator("frames", "results")(_check_endpoint)
+
+
+class ModelConfig(_Strict):
+    path: Path | None = None  # a fitted model directory (model.onnx + card.json)
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0  # 0: ONNX Runtime's default
+    providers: list[str] = ["auto"]  # "auto" picks CUDA, TensorRT, OpenVINO, else CPU
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info)
+
+
+class StorageConfig(_Strict):
+    root: Path = Path("var")  # SQLite database and image files live under here
+
+    _resolve = field_validator("root")(_resolve_path)
+
+
+class WebConfig(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    secret_key: str | None = None  # sessions; generated and kept under storage.root when unset
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: Path | None = None
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("file")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info)
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    cameras: list[CameraConfig] = []
+    bus: BusConfig = BusConfig()
+    model: ModelConfig = ModelConfig()
+    storage: StorageConfig = StorageConfig()
+    web: WebConfig = WebConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for camera in cameras:
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} is used twice")
+            seen.add(camera.id)
+        return cameras
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment, and validate one TOML config file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read: {exc}"], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
+    return parse_config(data, base_dir=path.parent.resolve(), environ=environ, source=str(path))
+
+
+def parse_config(
+    data: dict[str, Any],
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    source: str = "config",
+) -> Config:
+    """Validate an already-parsed config mapping (``environ`` defaults to ``os.environ``)."""
+    data = apply_env_overrides(data, os.environ if environ is None else environ, source)
+    try:
+        return Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        # dict.fromkeys: one line per distinct problem, in order
+        raise ConfigError(list(dict.fromkeys(map(_describe, exc.errors()))), source) from None
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], source: str) -> dict:
+    """Return a copy of ``data`` with every ``INSPECTOR__A__B=value`` applied as ``a.b = value``."""
+    data = _deep_copy(data)
+    problems = []
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [key.lower() for key in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            _set_path(data, keys, value)
+        except (KeyError, IndexError, TypeError) as exc:
+            problems.append(f"{name}: cannot set {'.'.join(keys)} ({exc})")
+    if problems:
+        raise ConfigError(problems, source)
+    return data
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _deep_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(item) for item in value]
+    return value
+
+
+def _set_path(node: Any, keys: list[str], value: str) -> None:
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise IndexError(f"no list item {key!r}")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise TypeError(f"{key!r} is below a plain value")
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    models: list[type[BaseModel]] = [Config, WatchdogConfig, BusConfig, ModelConfig]
+    models += [StorageConfig, WebConfig, LoggingConfig, FolderCamera, VideoCamera, DeviceCamera]
+    models += [StreamCamera, SyntheticCamera, GenICamCamera]
+    for model in models:
+        names.update(model.model_fields)
+    return names
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One ``key.path: reason`` line for one pydantic error."""
+    loc = list(error["loc"])
+    # A discriminated union puts the tag (camera type) into the path; the user never wrote it.
+    if len(loc) > 2 and loc[0] == "cameras" and loc[2] in CAMERA_TYPES:
+        del loc[2]
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, _all_field_names(), n=1)
+        reason = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+    elif kind == "missing":
+        reason = "required key is missing"
+    elif kind == "union_tag_invalid":
+        reason = f"unknown camera type; expected one of {', '.join(CAMERA_TYPES)}"
+        path += ".type"
+    elif kind == "union_tag_not_found":
+        reason = f"camera needs a 'type' key, one of {', '.join(CAMERA_TYPES)}"
+    elif kind == "value_error":  # our own validators already say what they got
+        reason = error["msg"].removeprefix("Value error, ")
+    else:
+        reason = error["msg"]
+        if not isinstance(error.get("input"), dict | list):
+            reason += f" (got {error.get('input')!r})"
+    return f"{path or '(top level)'}: {reason}"

@@ -1,0 +1,43 @@
+"""The product's one exception tree.
+
+Every error the product raises on purpose derives from ``InspectorError``, so a
+caller can catch everything of ours in one clause and still tell the kinds apart::
+
+    InspectorError
+    ├── ConfigError          bad or unreadable configuration (names the key path)
+    ├── WireError            a frame message that fails validation (counted, dropped)
+    ├── BusError             a ZeroMQ endpoint that cannot be bound or connected
+    └── SourceError          a camera source that cannot open or read
+        └── SourceUnavailable  an optional backend (e.g. GenICam) is not installed
+"""
+
+from __future__ import annotations
+
+
+class InspectorError(Exception):
+    """Base class of every error the product raises on purpose."""
+
+
+class ConfigError(InspectorError):
+    """Configuration is invalid. ``problems`` holds one ``key.path: reason`` line each."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class WireError(InspectorError):
+    """A frame message failed validation; the receiver counts and drops it."""
+
+
+class BusError(InspectorError):
+    """A bus endpoint could not be bound or connected."""
+
+
+class SourceError(InspectorError):
+    """A frame source failed to open or to deliver a frame."""
+
+
+class SourceUnavailable(SourceError):
+    """A source type needs an optional package that is not installed."""
