@@ -29,6 +29,7 @@ JOIN_TIMEOUT_S = 5.0
 # Frames still queued when a sender closes get this long to reach a live receiver.
 SENDER_LINGER_MS = 500
 _POLL_S = 0.1  # how often idle loops look at the stop event
+_IDLE_S = 0.005  # pause after a source had no frame, so a silent source costs no CPU
 
 
 @dataclass
@@ -130,6 +131,8 @@ class CaptureThread(threading.Thread):
                     logger.info("camera %s: %s ended", self.config.id, self.source.describe())
                     self.stats.state = "finished"
                     return
+                if self._stop_event.wait(_IDLE_S):  # no frame yet: don't spin
+                    break
                 if self._stalled():
                     logger.warning(
                         "camera %s: no frame for %.1f s, reopening",

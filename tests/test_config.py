@@ -1,0 +1,187 @@
+"""Configuration: valid files load, every invalid one gets one line per problem naming its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inspector.cli import main
+from inspector.config import (
+    FolderCamera,
+    StreamCamera,
+    SyntheticCamera,
+    load_config,
+    parse_config,
+)
+from inspector.errors import ConfigError
+
+from .conftest import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "inspector.example.toml"
+
+
+def folder(**extra: object) -> dict:
+    return {"id": "cam1", "type": "folder", "path": "images", **extra}
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(EXAMPLE, environ={})
+    assert [cam.id for cam in config.cameras] == ["replay", "synthetic"]
+    assert isinstance(config.cameras[0], FolderCamera)
+    assert isinstance(config.cameras[1], SyntheticCamera)
+    # relative paths resolve against the config file's folder, not the working directory
+    assert config.cameras[0].path == REPO_ROOT / "sample_images" / "test"
+    assert config.storage.root == REPO_ROOT / "var"
+
+
+def test_empty_config_gives_defaults() -> None:
+    config = parse_config({}, environ={})
+    assert config.cameras == []
+    assert config.bus.frames == "inproc://frames"
+    assert config.web.port == 8080
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "reason"),
+    [
+        ({"cameras": [folder(fpss=3)]}, "cameras[0].fpss", "did you mean 'fps'"),
+        ({"cameras": [folder(fps=-1)]}, "cameras[0].fps", "greater than 0"),
+        ({"cameras": [folder(fps="fast")]}, "cameras[0].fps", "valid number"),
+        ({"cameras": [folder(id="has space")]}, "cameras[0].id", "pattern"),
+        ({"cameras": [folder(encoding="webp")]}, "cameras[0].encoding", "'raw', 'jpeg' or 'png'"),
+        (
+            {"cameras": [folder(jpeg_quality=0)]},
+            "cameras[0].jpeg_quality",
+            "greater than or equal to 1",
+        ),
+        ({"cameras": [folder(trigger="hardware")]}, "cameras[0].trigger", "free_run"),
+        ({"cameras": [{"id": "a", "type": "folder"}]}, "cameras[0].path", "required"),
+        ({"cameras": [{"id": "a", "type": "lidar"}]}, "cameras[0].type", "unknown camera type"),
+        ({"cameras": [{"id": "a"}]}, "cameras[0]", "needs a 'type' key"),
+        ({"cameras": [folder(), folder()]}, "cameras", "used twice"),
+        ({"cameras": {"id": "a"}}, "cameras", "valid list"),
+        (
+            {"cameras": [folder(watchdog={"backoff_initial_s": 5, "backoff_max_s": 1})]},
+            "cameras[0].watchdog",
+            "backoff_max_s must be >= backoff_initial_s",
+        ),
+        (
+            {"cameras": [folder(watchdog={"no_frame_timeout_s": 0})]},
+            "cameras[0].watchdog.no_frame_timeout_s",
+            "greater than 0",
+        ),
+        ({"cameras": [{"id": "a", "type": "device", "device": -1}]}, "cameras[0].device", ">= 0"),
+        (
+            {"cameras": [{"id": "a", "type": "device", "device": True}]},
+            "cameras[0].device",
+            "device index",
+        ),
+        (
+            {"cameras": [{"id": "a", "type": "stream", "url": "ftp://x"}]},
+            "cameras[0].url",
+            "rtsp://",
+        ),
+        (
+            {"cameras": [{"id": "a", "type": "synthetic", "defect_rate": 2}]},
+            "cameras[0].defect_rate",
+            "less than or equal to 1",
+        ),
+        ({"cameras": [{"id": "a", "type": "genicam"}]}, "cameras[0].cti", "required"),
+        ({"bus": {"frames": "udp://239.0.0.1:5000"}}, "bus.frames", "inproc://"),
+        ({"bus": {"send_hwm": 0}}, "bus.send_hwm", "greater than or equal to 1"),
+        ({"bus": {"frmes": "inproc://x"}}, "bus.frmes", "did you mean 'frames'"),
+        (
+            {"model": {"intra_op_threads": -2}},
+            "model.intra_op_threads",
+            "greater than or equal to 0",
+        ),
+        ({"storage": {"root": 5}}, "storage.root", "path"),
+        ({"web": {"port": 70000}}, "web.port", "65535"),
+        ({"logging": {"level": "LOUD"}}, "logging.level", "'DEBUG'"),
+        ({"telemetry": {}}, "telemetry", "unknown key"),
+    ],
+)
+def test_invalid_config_names_the_key(data: dict, key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ={})
+    problems = caught.value.problems
+    assert len(problems) == 1, problems
+    line = problems[0]
+    assert "\n" not in line
+    assert line.startswith(f"{key}: "), line
+    assert reason in line, line
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    data = {"cameras": [folder(fps=0, colour=1)], "web": {"port": 0}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ={})
+    keys = sorted(problem.split(":")[0] for problem in caught.value.problems)
+    assert keys == ["cameras[0].colour", "cameras[0].fps", "web.port"]
+
+
+def test_environment_overrides_paths_and_secrets(tmp_path: Path) -> None:
+    data = {"cameras": [{"id": "a", "type": "stream", "url": "rtsp://cam/1"}]}
+    environ = {
+        "INSPECTOR__STORAGE__ROOT": str(tmp_path / "data"),
+        "INSPECTOR__WEB__SECRET_KEY": "s3cret",
+        "INSPECTOR__CAMERAS__0__URL": "rtsp://user:pw@cam/1",
+        "UNRELATED": "x",
+    }
+    config = parse_config(data, base_dir=tmp_path, environ=environ)
+    assert config.storage.root == tmp_path / "data"
+    assert config.web.secret_key == "s3cret"
+    assert isinstance(config.cameras[0], StreamCamera)
+    assert config.cameras[0].url == "rtsp://user:pw@cam/1"
+    assert data["cameras"][0]["url"] == "rtsp://cam/1"  # the caller's mapping is untouched
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("INSPECTOR__CAMERAS__3__URL", "x", "INSPECTOR__CAMERAS__3__URL"),
+        ("INSPECTOR__WEB__PORT", "eighty", "web.port"),
+        ("INSPECTOR__WEB__PORT__X", "1", "INSPECTOR__WEB__PORT__X"),
+        ("INSPECTOR__NOPE", "1", "nope: unknown key"),
+    ],
+)
+def test_bad_environment_override_is_named(name: str, value: str, fragment: str) -> None:
+    data = {"web": {"port": 8080}, "cameras": []}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ={name: value})
+    assert any(fragment in problem for problem in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[[cameras]\nid=1", "not valid TOML"),
+        ("[bus]\nfrmes = 'x'", "bus.frmes: unknown key"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(path, environ={})
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert "ok (2 camera(s))" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[cameras]]\nid = 'a'\ntype = 'folder'\nfps = -1\n[web]\nport = 0\n")
+    assert main(["check-config", str(bad)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert sorted(lines) == [
+        f"{bad}: cameras[0].fps: Input should be greater than 0 (got -1)",
+        f"{bad}: cameras[0].path: required key is missing",
+        f"{bad}: web.port: Input should be greater than or equal to 1 (got 0)",
+    ]
