@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from camera.sources import FrameSource, SourceFrame, make_source
-from inspector.bus import FrameSender
+from inspector.bus import FrameSender, TriggerReceiver
 from inspector.config import CameraConfig
 from inspector.errors import SourceError, WireError
 
@@ -226,23 +226,47 @@ class CaptureGroup:
             for cfg in cameras
         ]
         self._by_id = {thread.config.id: thread for thread in self.threads}
+        self._context = context or zmq.Context.instance()
+        self.listener: threading.Thread | None = None  # software triggers from the bus
+        self.triggers_rejected = 0  # trigger messages that were malformed or named no camera
 
-    def start(self) -> None:
+    def start(self, trigger_endpoint: str | None = None) -> None:
+        """Start every camera, and a trigger listener when ``trigger_endpoint`` is given."""
+        if trigger_endpoint is not None:
+            receiver = TriggerReceiver(trigger_endpoint, self._context)  # bind errors surface here
+            self.listener = threading.Thread(
+                target=self._listen, args=(receiver,), name="capture-triggers", daemon=True
+            )
+            self.listener.start()
         for thread in self.threads:
             thread.start()
 
+    def _listen(self, receiver: TriggerReceiver) -> None:
+        try:
+            while not self.stop_event.is_set():
+                trigger = receiver.recv(timeout_ms=int(_POLL_S * 1000))
+                self.triggers_rejected = receiver.malformed
+                if trigger is None:
+                    continue
+                try:
+                    self.trigger(*trigger)
+                except SourceError as exc:
+                    receiver.malformed += 1
+                    logger.warning("ignored trigger: %s", exc)
+        finally:
+            receiver.close()
+
     def stop(self, timeout_s: float = JOIN_TIMEOUT_S) -> list[str]:
-        """Set the stop event and join every thread; returns the ids of any that did not exit."""
+        """Set the stop event and join every thread; returns the names of any that did not exit."""
         self.stop_event.set()
         deadline = time.monotonic() + timeout_s
         stuck = []
-        for thread in reversed(self.threads):
+        started = [self.listener, *self.threads] if self.listener else self.threads
+        for thread in reversed(started):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                stuck.append(thread.config.id)
-                logger.error(
-                    "camera %s: capture thread did not stop (blocked in a read?)", thread.config.id
-                )
+                stuck.append(thread.name)
+                logger.error("%s did not stop (blocked in a read?)", thread.name)
         return stuck
 
     def trigger(self, camera_id: str, part_id: str | None = None) -> None:

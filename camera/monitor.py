@@ -43,7 +43,7 @@ def run_capture(
     stuck: list[str] = []
     started = time.monotonic()
     try:
-        group.start()
+        group.start(config.bus.triggers)
         last_report, last_captured = started, dict.fromkeys(group.stats(), 0)
         while not stop_event.is_set() and not group.all_finished():
             receiver.recv(timeout_ms=50)

@@ -198,3 +198,47 @@ class ResultSubscriber:
 
     def close(self) -> None:
         self._socket.close(linger=0)
+
+
+class TriggerReceiver:
+    """Software triggers from a PLC bridge or line controller: JSON ``{"camera", "part_id"}``.
+
+    Bad messages are counted in ``malformed`` and skipped.
+    """
+
+    def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.malformed = 0
+        self._socket = _socket(context or zmq.Context.instance(), zmq.PULL, endpoint, True)
+        self._log = RateLimitedLog(logger)
+
+    def recv(self, timeout_ms: int = 100) -> tuple[str, str | None] | None:
+        """``(camera, part_id)`` of the next valid trigger, or None."""
+        if not self._socket.poll(timeout_ms):
+            return None
+        parts = self._socket.recv_multipart()
+        try:
+            (body,) = parts
+            message = json.loads(body)
+            camera, part_id = message["camera"], message.get("part_id")
+            if not isinstance(camera, str) or not (part_id is None or isinstance(part_id, str)):
+                raise TypeError("camera must be a string, part_id a string or null")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.malformed += 1
+            self._log.warning("trigger", "dropped malformed trigger: %s", exc)
+            return None
+        return camera, part_id
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+
+def send_trigger(
+    endpoint: str, camera: str, part_id: str | None = None, context: zmq.Context | None = None
+) -> None:
+    """Send one software trigger (for scripts and PLC bridges); waits up to 1 s to deliver it."""
+    sock = _socket(context or zmq.Context.instance(), zmq.PUSH, endpoint, False)
+    try:
+        sock.send(json.dumps({"camera": camera, "part_id": part_id}).encode())
+    finally:
+        sock.close(linger=1000)

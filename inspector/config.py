@@ -168,11 +168,15 @@ class BusConfig(_Strict):
 
     frames: str = "inproc://frames"  # capture PUSH -> inspector PULL
     results: str = "inproc://results"  # inspector PUB -> PLC bridge, UI, ...
+    triggers: str | None = None  # software triggers in (JSON {"camera", "part_id"}), bound here
     send_hwm: Annotated[int, Field(ge=1)] = 4  # frames queued per camera before it drops
     recv_hwm: Annotated[int, Field(ge=1)] = 16
     max_frame_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
 
-    _endpoints = field_validator("frames", "results")(_check_endpoint)
+    @field_validator("frames", "results", "triggers")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _check_endpoint(value)
 
 
 class ModelConfig(_Strict):

@@ -12,7 +12,7 @@ import zmq
 
 from camera.capture import CaptureGroup, CaptureThread
 from camera.sources import FrameSource, SourceFrame
-from inspector.bus import FrameReceiver
+from inspector.bus import FrameReceiver, send_trigger
 from inspector.config import CameraConfig, SyntheticCamera
 from inspector.errors import SourceError
 
@@ -267,3 +267,29 @@ def test_fps_limits_the_rate(run_group: Callable[..., CaptureGroup]) -> None:
     # side by side over the same interval: at most one frame per 0.2 s, plus the first
     assert paced_count <= 5 * elapsed + 2
     assert free_count > 2 * paced_count
+
+
+def test_triggers_arrive_over_the_bus(receiver: FrameReceiver, zmq_context: zmq.Context) -> None:
+    configs = [camera("cam1", trigger="software")]
+    group = CaptureGroup(
+        configs,
+        "inproc://capture-test",
+        threading.Event(),
+        zmq_context,
+        source_factory=lambda cfg: ScriptedSource(),
+    )
+    group.start("inproc://triggers-test")
+    try:
+        raw = zmq_context.socket(zmq.PUSH)
+        raw.connect("inproc://triggers-test")
+        raw.send(b"not json")
+        raw.send(b'{"camera": "cam9", "part_id": "x"}')  # no such camera
+        raw.send(b'{"part_id": "x"}')
+        raw.close(linger=0)
+        send_trigger("inproc://triggers-test", "cam1", "LOT7-0042", zmq_context)
+        frame = receiver.recv(timeout_ms=3000)
+        wait_until(lambda: group.triggers_rejected == 3)  # the three bad ones, counted
+    finally:
+        assert group.stop() == []
+    assert frame is not None and frame.header.part_id == "LOT7-0042"
+    assert receiver.recv(timeout_ms=200) is None
