@@ -19,6 +19,7 @@ pixels, and raises ``WireError`` for anything it does not accept.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -28,6 +29,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from inspector.errors import WireError
 
@@ -136,6 +138,7 @@ def decode_frame(parts: Sequence[Any], max_frame_bytes: int = DEFAULT_MAX_FRAME_
         return Frame(header, image)
     if len(payload) == 0 or len(payload) > max_frame_bytes:
         raise WireError(f"{header.encoding} payload of {len(payload)} bytes is out of range")
+    _check_compressed_size(payload, header)
     image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise WireError(f"payload is not a decodable {header.encoding} image")
@@ -207,6 +210,20 @@ def _check_header(header: FrameHeader) -> None:
             raise WireError(f"{header.encoding} cannot carry {header.dtype}")
         if channels not in _CODEC_CHANNELS[header.encoding] or shape[-1:] == (1,):
             raise WireError(f"{header.encoding} cannot carry shape {list(shape)}")
+
+
+def _check_compressed_size(payload: memoryview, header: FrameHeader) -> None:
+    """Read only the file header: a tiny PNG that inflates to gigapixels is refused undecoded."""
+    try:
+        with Image.open(io.BytesIO(payload)) as probe:
+            width, height = probe.size
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise WireError(f"payload is not a decodable {header.encoding} image: {exc}") from None
+    if (height, width) != header.shape[:2]:
+        raise WireError(
+            f"{header.encoding} payload is {height}x{width}, header says "
+            f"{header.shape[0]}x{header.shape[1]}"
+        )
 
 
 def _dtype_name(image: np.ndarray) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
 import pytest
 import zmq
@@ -155,6 +156,13 @@ def test_decode_rejects_malformed(parts: list[bytes], fragment: str) -> None:
     with pytest.raises(WireError) as caught:
         decode_frame(parts)
     assert fragment in str(caught.value)
+
+
+def test_decode_refuses_a_compression_bomb_without_decoding_it() -> None:
+    bomb = cv2.imencode(".png", np.zeros((8000, 8000), np.uint8))[1]  # 64 MP of zeros, ~60 kB
+    assert len(bomb) < 200_000
+    with pytest.raises(WireError, match="payload is 8000x8000, header says 8x8"):
+        decode_frame([header(encoding="png", shape=[8, 8]), bomb.tobytes()])
 
 
 def test_decode_rejects_image_that_disagrees_with_header() -> None:
