@@ -7,8 +7,9 @@ caller can catch everything of ours in one clause and still tell the kinds apart
     ├── ConfigError          bad or unreadable configuration (names the key path)
     ├── WireError            a frame message that fails validation (counted, dropped)
     ├── BusError             a ZeroMQ endpoint that cannot be bound or connected
-    └── SourceError          a camera source that cannot open or read
-        └── SourceUnavailable  an optional backend (e.g. GenICam) is not installed
+    ├── SourceError          a camera source that cannot open or read
+    │   └── SourceUnavailable  an optional backend (e.g. GenICam) is not installed
+    └── ModelError           a model that cannot be loaded, verified or run here
 """
 
 from __future__ import annotations
@@ -41,3 +42,7 @@ class SourceError(InspectorError):
 
 class SourceUnavailable(SourceError):
     """A source type needs an optional package that is not installed."""
+
+
+class ModelError(InspectorError):
+    """A model cannot be loaded, verified or run (missing provider, bad hash, bad input)."""

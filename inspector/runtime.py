@@ -1,0 +1,70 @@
+"""ONNX Runtime sessions: execution providers chosen from what this box has, threads from config."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnxruntime as ort
+
+from inspector.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+# Preference order for "auto": accelerators first, the CPU always last.
+AUTO_ORDER = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+_SHORT_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def choose_providers(
+    requested: Sequence[str] = ("auto",), available: Sequence[str] | None = None
+) -> list[str]:
+    """Execution providers to use, best first; the CPU provider is always the final fallback.
+
+    ``requested`` holds ``"auto"`` or names such as ``"cuda"`` / ``"CUDAExecutionProvider"``.
+    """
+    available = list(ort.get_available_providers() if available is None else available)
+    if list(requested) == ["auto"]:
+        chosen = [name for name in AUTO_ORDER if name in available]
+    else:
+        chosen = []
+        for name in requested:
+            full = _SHORT_NAMES.get(name.lower(), name)
+            if full not in available:
+                raise ModelError(
+                    f"execution provider {name!r} is not available here; available: "
+                    f"{', '.join(available)}"
+                )
+            chosen.append(full)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def create_session(
+    model: str | Path | bytes,
+    intra_op_threads: int = 0,
+    providers: Sequence[str] = ("auto",),
+) -> ort.InferenceSession:
+    """An inference session tuned for a steady one-frame-at-a-time load on an edge box."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    chosen = choose_providers(providers)
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, sess_options=options, providers=chosen)
+    logger.info("ONNX Runtime session on %s", ", ".join(session.get_providers()))
+    return session

@@ -1,0 +1,51 @@
+"""Execution provider choice and session creation on a real (tiny) ONNX model."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from inspector.errors import ModelError
+from inspector.runtime import choose_providers, create_session
+
+GPU_BOX = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "available", "expected"),
+    [
+        (["auto"], ["CPUExecutionProvider"], ["CPUExecutionProvider"]),
+        (["auto"], GPU_BOX, GPU_BOX),
+        (
+            ["auto"],
+            ["OpenVINOExecutionProvider", "CPUExecutionProvider", "AzureExecutionProvider"],
+            ["OpenVINOExecutionProvider", "CPUExecutionProvider"],
+        ),
+        (["cuda"], GPU_BOX, ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+        (["CPUExecutionProvider"], GPU_BOX, ["CPUExecutionProvider"]),
+    ],
+)
+def test_choose_providers(requested: list[str], available: list[str], expected: list[str]) -> None:
+    assert choose_providers(requested, available) == expected
+
+
+def test_unavailable_provider_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="'cuda' is not available here"):
+        choose_providers(["cuda"], ["CPUExecutionProvider"])
+
+
+def test_session_runs_a_real_model() -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "double",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = create_session(model.SerializeToString(), intra_op_threads=1)
+    (out,) = session.run(None, {"x": np.ones((2, 3), np.float32)})
+    np.testing.assert_array_equal(out, np.full((2, 3), 2, np.float32))
+    assert session.get_providers()[-1] == "CPUExecutionProvider"
+    onnx.checker.check_model(model)
