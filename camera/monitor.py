@@ -51,9 +51,11 @@ def run_capture(
             if duration_s is not None and now - started >= duration_s:
                 break
             if now - last_report >= interval_s:
+                # receiver counts first: read after the cameras', received could pass published
+                received, malformed = receiver.received.copy(), receiver.malformed.copy()
                 for camera, counts in group.stats().items():
                     rate = (counts["captured"] - last_captured[camera]) / (now - last_report)
-                    line = _report_line(camera, counts, receiver, rate)
+                    line = _report_line(camera, counts, received[camera], malformed[camera], rate)
                     print(f"[{now - started:7.1f}s] {line}", file=out, flush=True)
                     last_captured[camera] = counts["captured"]
                 last_report = now
@@ -85,12 +87,14 @@ def summarize(
     return totals
 
 
-def _report_line(camera: str, counts: dict[str, Any], receiver: FrameReceiver, rate: float) -> str:
+def _report_line(
+    camera: str, counts: dict[str, Any], received: int, malformed: int, rate: float
+) -> str:
     age = counts["last_frame_age_s"]
     return (
         f"{camera:<12} {rate:7.1f} fps  captured {counts['captured']}"
         f"  published {counts['published']}  dropped {counts['dropped']}"
-        f"  received {receiver.received[camera]}  malformed {receiver.malformed[camera]}"
+        f"  received {received}  malformed {malformed}"
         f"  reconnects {counts['reconnects']}  age {'-' if age is None else f'{age:.2f}s'}"
         f"  {counts['state']}"
     )
