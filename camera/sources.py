@@ -114,6 +114,7 @@ class OpenCVSource(FrameSource):
     def __init__(
         self,
         target: str | int,
+        kind: str = "video",  # video, device or stream: how logs and errors name it
         api: int = cv2.CAP_ANY,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
@@ -122,7 +123,7 @@ class OpenCVSource(FrameSource):
         size: tuple[int | None, int | None] = (None, None),
     ) -> None:
         super().__init__(live)
-        self.target, self.api, self.loop, self.size = target, api, loop, size
+        self.target, self.kind, self.api, self.loop, self.size = target, kind, api, loop, size
         self._params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             int(open_timeout_s * 1000),
@@ -168,9 +169,7 @@ class OpenCVSource(FrameSource):
             self._capture = None
 
     def describe(self) -> str:
-        if isinstance(self.target, int):
-            return f"device {self.target}"
-        return f"{'stream' if '://' in self.target else 'video'} {_redact(self.target)}"
+        return f"{self.kind} {_redact(str(self.target))}"
 
 
 def _redact(target: str) -> str:
@@ -219,9 +218,10 @@ def make_source(config: CameraConfig) -> FrameSource:
                 logger.warning("video file %s does not exist (yet)", config.path)
             return OpenCVSource(str(config.path), loop=config.loop, live=False, **timeouts)
         case DeviceCamera():
-            return OpenCVSource(config.device, size=(config.width, config.height), **timeouts)
+            size = (config.width, config.height)
+            return OpenCVSource(config.device, "device", size=size, **timeouts)
         case StreamCamera():
-            return OpenCVSource(config.url, api=cv2.CAP_FFMPEG, **timeouts)
+            return OpenCVSource(config.url, "stream", api=cv2.CAP_FFMPEG, **timeouts)
         case SyntheticCamera():
             return SyntheticSource(config.seed, config.width, config.height, config.defect_rate)
         case GenICamCamera():
