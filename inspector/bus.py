@@ -116,17 +116,27 @@ class FrameReceiver:
         Malformed messages are counted, logged (rate-limited) and skipped; they
         never raise.
         """
-        return self._read() if self._socket.poll(timeout_ms) else None
+        parts = self._next(timeout_ms)
+        return None if parts is None else self._decode(parts)
 
     def drain(self, quiet_ms: int = 300) -> Iterator[Frame]:
         """Yield the valid frames still arriving, until the channel is quiet for ``quiet_ms``."""
-        while self._socket.poll(quiet_ms):
-            frame = self._read()
+        while (parts := self._next(quiet_ms)) is not None:
+            frame = self._decode(parts)
             if frame is not None:
                 yield frame
 
-    def _read(self) -> Frame | None:
-        parts = self._socket.recv_multipart(copy=False)
+    def _next(self, timeout_ms: int) -> list[Any] | None:
+        # Under load a frame is usually waiting: take it without paying for a poll.
+        try:
+            return self._socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass
+        if not self._socket.poll(timeout_ms):
+            return None
+        return self._socket.recv_multipart(copy=False)
+
+    def _decode(self, parts: list[Any]) -> Frame | None:
         try:
             frame = decode_frame(parts, self.max_frame_bytes)
         except WireError as exc:

@@ -125,8 +125,11 @@ def test_committed_sample_images_are_what_make_samples_writes(tmp_path: Path) ->
     fresh, committed = tmp_path / "samples", REPO_ROOT / "sample_images"
     names = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*.png"))
     assert names == sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*.png"))
-    for name in names:  # pixels, not bytes: another zlib may compress the same image differently
-        assert np.array_equal(
-            cv2.imread(str(fresh / name), cv2.IMREAD_UNCHANGED),
-            cv2.imread(str(committed / name), cv2.IMREAD_UNCHANGED),
-        ), name
+    # Pixels, not bytes: another zlib may compress the same image differently, and OpenCV's
+    # SIMD paths differ by CPU, so a rare pixel may round one level the other way.
+    for name in names:
+        a = cv2.imread(str(fresh / name), cv2.IMREAD_UNCHANGED).astype(np.int16)
+        b = cv2.imread(str(committed / name), cv2.IMREAD_UNCHANGED).astype(np.int16)
+        assert a.shape == b.shape, name
+        diff = np.abs(a - b)
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= 16, name
