@@ -65,6 +65,13 @@ class TrainingSet(_Card):
     source: str | None = None
 
 
+class Tiling(_Card):
+    """Inspect frames as overlapping ``tile`` x ``tile`` crops (native pixels), maps stitched."""
+
+    tile: int = Field(ge=32)
+    overlap: int = Field(ge=0)
+
+
 class ModelCard(_Card):
     card_version: Literal[1] = CARD_VERSION
     name: str
@@ -78,6 +85,7 @@ class ModelCard(_Card):
     threshold: Threshold
     score_scale: ScoreScale
     outputs: dict[str, str]  # output name -> what it holds
+    tiling: Tiling | None = None
     metrics: dict[str, Any] = {}
     onnx_sha256: str
 

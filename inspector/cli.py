@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     samples.add_argument("--out", type=Path, default=REPO_ROOT / "sample_images")
     samples.add_argument("--seed", type=int, default=0)
     samples.set_defaults(handler=_make_samples)
+
+    from inspector.cli_model import add_model_commands
+
+    add_model_commands(commands)
     return parser
 
 

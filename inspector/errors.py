@@ -9,7 +9,8 @@ caller can catch everything of ours in one clause and still tell the kinds apart
     ├── BusError             a ZeroMQ endpoint that cannot be bound or connected
     ├── SourceError          a camera source that cannot open or read
     │   └── SourceUnavailable  an optional backend (e.g. GenICam) is not installed
-    └── ModelError           a model that cannot be loaded, verified or run here
+    ├── ModelError           a model that cannot be loaded, verified or run here
+    └── ImageError           an image file or array the detector cannot take
 """
 
 from __future__ import annotations
@@ -46,3 +47,7 @@ class SourceUnavailable(SourceError):
 
 class ModelError(InspectorError):
     """A model cannot be loaded, verified or run (missing provider, bad hash, bad input)."""
+
+
+class ImageError(InspectorError):
+    """An image is unreadable, empty, not an image, or has a shape the detector cannot take."""

@@ -1,0 +1,157 @@
+"""The model commands of the ``inspector`` CLI: fit, calibrate, eval, predict, quantize."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_model_commands(commands: Any) -> None:
+    from inspector.fit import FitOptions
+
+    defaults = FitOptions()
+    fit = commands.add_parser("fit", help="fit a model from good images (MVTec-AD train/good)")
+    fit.add_argument("--images", type=Path, required=True, help="folder of good images")
+    fit.add_argument("--out", type=Path, required=True, help="model folder to write")
+    fit.add_argument("--backbone", default=defaults.backbone)
+    fit.add_argument("--method", choices=["patchcore", "padim"], default=defaults.method)
+    fit.add_argument("--size", type=int, default=defaults.size, help="model input side, pixels")
+    fit.add_argument("--seed", type=int, default=defaults.seed)
+    fit.add_argument("--coreset-ratio", type=float, default=defaults.coreset_ratio)
+    fit.add_argument("--max-bank", type=int, default=defaults.max_bank,
+                     help="cap on memory-bank entries (speed)")
+    fit.add_argument("--dims", type=int, default=defaults.dims, help="projected feature size")
+    fit.add_argument("--tile", type=int, help="inspect frames as tiles of this many pixels")
+    fit.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap)
+    fit.add_argument("--name", default=defaults.name)
+    fit.add_argument("--threads", type=int, default=0, help="0: all cores")
+    fit.set_defaults(handler=_fit)
+
+    calibrate = commands.add_parser("calibrate", help="choose and store a model's threshold")
+    calibrate.add_argument("model", type=Path)
+    calibrate.add_argument("--images", type=Path, required=True, help="good validation images")
+    calibrate.add_argument("--defects", type=Path,
+                           help="labeled defective images (folder, or folder of type folders): "
+                           "the threshold becomes F1-optimal")
+    calibrate.add_argument("--quantile", type=float, default=defaults.quantile)
+    calibrate.add_argument("--margin", type=float, default=defaults.margin)
+    calibrate.add_argument("--threads", type=int, default=0)
+    calibrate.set_defaults(handler=_calibrate)
+
+    evaluate = commands.add_parser("eval", help="evaluate on an MVTec-AD-layout category folder")
+    evaluate.add_argument("model", type=Path)
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--json", type=Path, help="write the metrics here")
+    evaluate.add_argument("--report", type=Path, help="write a visual report (HTML + PNG) here")
+    evaluate.add_argument("--threads", type=int, default=0)
+    evaluate.set_defaults(handler=_eval)
+
+    predict = commands.add_parser("predict", help="score images; writes a heatmap next to each")
+    predict.add_argument("--model", type=Path, required=True)
+    predict.add_argument("images", type=Path, nargs="+")
+    predict.add_argument("--no-overlay", action="store_true", help="do not write overlays")
+    predict.add_argument("--threads", type=int, default=0)
+    predict.set_defaults(handler=_predict)
+
+    quantize = commands.add_parser("quantize", help="int8 copy of a fitted model's backbone")
+    quantize.add_argument("model", type=Path)
+    quantize.add_argument("--images", type=Path, required=True, help="calibration images (good)")
+    quantize.add_argument("--out", type=Path, required=True)
+    quantize.add_argument("--max-images", type=int, default=32)
+    quantize.set_defaults(handler=_quantize)
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from inspector.fit import FitOptions, fit
+    from inspector.images import list_images
+
+    try:
+        options = FitOptions(
+            backbone=args.backbone, method=args.method, size=args.size, seed=args.seed,
+            coreset_ratio=args.coreset_ratio, max_bank=args.max_bank, dims=args.dims,
+            tile=args.tile, tile_overlap=args.tile_overlap, name=args.name, threads=args.threads,
+        )
+    except ValueError as exc:
+        print(f"inspector fit: {exc}", file=sys.stderr)
+        return 2
+    result = fit(list_images(args.images), args.out, options, progress=_progress())
+    card = result.card
+    print(json.dumps({
+        "model": str(args.out), "method": card.method, "backbone": card.backbone["name"],
+        "images": card.training.count, "bank_size": card.hyperparameters.get("bank_size"),
+        "threshold": card.threshold.value, "fit_seconds": round(result.seconds["total"], 2),
+        "onnx_sha256": card.onnx_sha256,
+    }))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from inspector.evaluate import calibrate, defect_images
+    from inspector.images import list_images
+
+    defects = defect_images(args.defects) if args.defects else []
+    card = calibrate(args.model, list_images(args.images), defects, args.quantile, args.margin,
+                     args.threads, _progress())
+    print(json.dumps({"model": str(args.model), **card.threshold.model_dump(mode="json")}))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from inspector.evaluate import evaluate
+
+    result = evaluate(args.model, args.data, args.report, args.threads, _progress())
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    print(text)
+    if args.report:
+        print(f"report: {args.report / 'index.html'}", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import cv2
+
+    from inspector.detector import Detector
+    from inspector.errors import InspectorError
+    from inspector.images import read_image
+    from inspector.overlay import heatmap_overlay
+
+    detector = Detector.open(args.model, threads=args.threads)
+    failed = 0
+    for path in args.images:
+        try:
+            frame = read_image(path)
+            prediction = detector.predict(frame)
+        except InspectorError as exc:
+            print(json.dumps({"image": str(path), "error": str(exc)}))
+            failed += 1
+            continue
+        line = {"image": str(path), "verdict": prediction.verdict, "score": prediction.score,
+                "threshold": prediction.threshold, "display_score": prediction.display_score}
+        if not args.no_overlay:
+            scale = detector.card.score_scale
+            overlay = heatmap_overlay(frame, prediction.anomaly_map, scale.low, scale.high)
+            target = path.with_name(f"{path.stem}.heatmap.png")
+            cv2.imwrite(str(target), overlay)
+            line["overlay"] = str(target)
+        print(json.dumps(line))
+    return 1 if failed else 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from inspector.images import list_images
+    from inspector.quantize import quantize_model
+
+    card = quantize_model(args.model, list_images(args.images)[: args.max_images], args.out)
+    print(json.dumps({"model": str(args.out), "onnx_sha256": card.onnx_sha256,
+                      "quantization": card.hyperparameters.get("quantization")}))
+    return 0

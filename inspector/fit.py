@@ -1,0 +1,312 @@
+"""Fitting a model from good images only.
+
+1. Patch features of every image come from the model's own feature graph
+   (``inspector.graph``), so fitting sees exactly what inference will see.
+2. A PCA fitted on a sample of patches projects them to ``dims`` dimensions.
+3. ``patchcore``: a greedy coreset of the projected patches is the memory bank.
+   ``padim``: a Gaussian per patch location (cheap; for fixtured parts).
+4. The complete graph is built, a held-out share of the good images is scored,
+   and the first threshold is a high quantile of those scores (``calibrate``
+   refines it later).
+
+The same images, options and seed give the same model bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from inspector import __version__, tiling
+from inspector.backbones import load_backbone
+from inspector.card import (
+    InputSpec,
+    ModelCard,
+    ScoreScale,
+    Threshold,
+    Tiling,
+    TrainingSet,
+    save_model,
+    sha256_bytes,
+)
+from inspector.errors import ImageError
+from inspector.graph import OUTPUTS, FeatureSpec, feature_model, scoring_model
+from inspector.images import read_image
+from inspector.runtime import create_session
+from inspector.threshold import good_quantile_threshold, score_scale
+
+logger = logging.getLogger(__name__)
+
+PCA_SAMPLE = 60_000  # patches used to fit the projection
+COVARIANCE_SHRINK = 0.01  # padim: added to the covariance diagonal, relative to its mean
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Every choice a fit makes; recorded in the model card. Defaults hold for every dataset."""
+
+    backbone: str = "efficientnet_lite0"
+    method: Literal["patchcore", "padim"] = "patchcore"
+    size: int = 256
+    layers: tuple[str, ...] = ("s8_expand", "s16_expand")
+    dims: int = 64
+    coreset_ratio: float = 0.1
+    max_bank: int = 4096
+    sigma: float = 4.0
+    holdout: float = 0.1
+    quantile: float = 0.99
+    margin: float = 0.1
+    seed: int = 0
+    batch: int = 8
+    threads: int = 0
+    tile: int | None = None  # inspect large frames as tiles of this many native pixels
+    tile_overlap: int = 32
+    name: str = "inspection-model"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.method not in ("patchcore", "padim"):
+            problems.append(f"method must be patchcore or padim, got {self.method!r}")
+        if not 32 <= self.size <= 2048 or self.size % 16:
+            problems.append(f"size must be a multiple of 16 in 32..2048, got {self.size}")
+        if not 0 < self.coreset_ratio <= 1:
+            problems.append(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
+        if self.dims < 1 or self.max_bank < 1 or self.batch < 1:
+            problems.append("dims, max_bank and batch must be positive")
+        if not 0 <= self.holdout < 1:
+            problems.append(f"holdout must be in [0, 1), got {self.holdout}")
+        if not 0 < self.quantile <= 1:
+            problems.append(f"quantile must be in (0, 1], got {self.quantile}")
+        if self.tile is not None and not 0 <= self.tile_overlap < self.tile:
+            problems.append(f"tile_overlap must be in [0, tile), got {self.tile_overlap}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass
+class FitResult:
+    card: ModelCard
+    onnx: bytes
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def fit(
+    images: Sequence[Path],
+    out_dir: Path | None,
+    options: FitOptions = FitOptions(),
+    progress: bool = False,
+) -> FitResult:
+    """Fit a model on good ``images`` and, when ``out_dir`` is given, save it there."""
+    if len(images) < 2:
+        raise ImageError(f"fitting needs at least 2 good images, got {len(images)}")
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    rng = np.random.default_rng(options.seed)
+    order = rng.permutation(len(images))
+    n_holdout = min(len(images) - 1, max(1, round(options.holdout * len(images))))
+    if options.holdout == 0:
+        n_holdout = 0
+    fit_paths = [images[i] for i in sorted(order[n_holdout:])]
+    holdout_paths = [images[i] for i in sorted(order[:n_holdout])]
+
+    backbone = load_backbone(options.backbone)
+    unknown = set(options.layers) - set(backbone.channels)
+    if unknown:
+        raise ValueError(f"backbone {backbone.name} has no layers {sorted(unknown)}; "
+                         f"it has {sorted(backbone.channels)}")
+    spec = FeatureSpec(options.size, options.layers, sigma=options.sigma)
+    frames = _Frames(fit_paths, options)  # read once, one clear error per bad file
+
+    t0 = time.perf_counter()
+    raw = _session(feature_model(backbone, spec), options)
+    channels = sum(backbone.channels[layer] for layer in options.layers)
+    dims = min(options.dims, channels)
+    per_image = max(1, math.ceil(PCA_SAMPLE / len(fit_paths)))
+    samples = []
+    for features in _run(raw, frames, options, progress, "features (1/2)"):
+        flat = features.reshape(features.shape[0], channels, -1).transpose(0, 2, 1)
+        for patches in flat:
+            take = rng.choice(len(patches), min(per_image, len(patches)), replace=False)
+            samples.append(patches[np.sort(take)])
+    projection = pca(np.concatenate(samples), dims)
+    timings["pca"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    projected = _session(feature_model(backbone, spec, projection), options)
+    maps = np.concatenate(list(_run(projected, frames, options, progress, "features (2/2)")))
+    timings["features"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    hyper = {k: v for k, v in asdict(options).items() if k not in ("batch", "threads", "name")}
+    if options.method == "patchcore":
+        patches = maps.transpose(0, 2, 3, 1).reshape(-1, dims)
+        size = min(options.max_bank, max(1, math.ceil(options.coreset_ratio * len(patches))))
+        chosen = greedy_coreset(patches, size, options.seed, progress=progress)
+        bank = patches[chosen]
+        hyper["bank_size"] = len(bank)
+        model = scoring_model(backbone, spec, projection, bank=bank, name=options.name)
+    else:
+        mean, inv_cov = location_gaussians(maps)
+        model = scoring_model(backbone, spec, projection, gaussian=(mean, inv_cov),
+                              name=options.name)
+    timings["bank"] = time.perf_counter() - t0
+    onnx_bytes = model.SerializeToString()
+
+    t0 = time.perf_counter()
+    if holdout_paths:
+        scorer = _session(model, options)
+        held = _Frames(holdout_paths, options)
+        tile_scores = np.concatenate([r[0] for r in _run(scorer, held, options, progress,
+                                                         "holdout", outputs=["score"])])
+        scores = np.array([tile_scores[held.owner == i].max() for i in range(len(holdout_paths))])
+    else:
+        scores = np.zeros(0, np.float32)
+    threshold, scale = _first_threshold(scores, options)
+    timings["threshold"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
+
+    card = ModelCard(
+        name=options.name,
+        version=__version__,
+        backbone={"name": backbone.name, "sha256": backbone.sha256, "layers": list(options.layers)},
+        input=InputSpec(size=(options.size, options.size), resize="bilinear, antialiased"),
+        method=options.method,
+        hyperparameters=hyper,
+        training=TrainingSet(
+            count=len(fit_paths), fingerprint=fingerprint(fit_paths),
+            source=str(Path(fit_paths[0]).parent),
+        ),
+        threshold=threshold,
+        score_scale=scale,
+        outputs=OUTPUTS,
+        tiling=None if options.tile is None else Tiling(tile=options.tile,
+                                                       overlap=options.tile_overlap),
+        metrics={"fit_seconds": round(timings["total"], 2), "holdout_images": len(scores)},
+        onnx_sha256=sha256_bytes(onnx_bytes),
+    )
+    if out_dir is not None:
+        save_model(out_dir, card, onnx_bytes)
+    logger.info("fitted %s on %d images in %.1f s", options.method, len(fit_paths),
+                timings["total"])
+    return FitResult(card, onnx_bytes, timings)
+
+
+def _first_threshold(scores: np.ndarray, options: FitOptions) -> tuple[Threshold, ScoreScale]:
+    if len(scores) == 0:  # nothing held out: a placeholder until calibration
+        return (Threshold(value=float("inf"), method="manual",
+                          detail={"note": "no holdout images; run inspector calibrate"}),
+                ScoreScale(low=0.0, high=1.0))
+    threshold = good_quantile_threshold(scores, options.quantile, options.margin)
+    return threshold, score_scale(scores, threshold.value)
+
+
+class _Frames:
+    """The fit images, decoded once and kept as uint8 frames (or their tiles)."""
+
+    def __init__(self, paths: Sequence[Path], options: FitOptions) -> None:
+        self.frames: list[np.ndarray] = []
+        owner = []
+        for index, path in enumerate(paths):
+            frame = read_image(path)
+            parts = ([frame] if options.tile is None else
+                     [t.image for t in tiling.split(frame, options.tile, options.tile_overlap)])
+            self.frames += parts
+            owner += [index] * len(parts)
+        self.owner = np.array(owner)
+
+    def batches(self, size: int) -> Iterable[list[np.ndarray]]:
+        for i in range(0, len(self.frames), size):
+            yield self.frames[i : i + size]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def _session(model: onnx.ModelProto, options: FitOptions):
+    return create_session(model.SerializeToString(), options.threads, ("cpu",))
+
+
+def _run(session, frames: _Frames, options: FitOptions, progress: bool, label: str,
+         outputs: list[str] | None = None) -> Iterable:
+    """Run ``session`` over the frames in batches; frames of unequal sizes go one at a time."""
+    bar = tqdm(total=len(frames), desc=label, unit="img", disable=not progress, leave=False)
+    try:
+        for batch in frames.batches(options.batch):
+            groups = [batch] if len({f.shape for f in batch}) == 1 else [[f] for f in batch]
+            for group in groups:
+                result = session.run(outputs, {"image": np.stack(group)})
+                yield result if outputs else result[0]
+                bar.update(len(group))
+    finally:
+        bar.close()
+
+
+def pca(samples: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (C,) and the top ``dims`` principal directions (C, dims) of ``samples`` (n, C)."""
+    samples = samples.astype(np.float64)
+    mean = samples.mean(axis=0)
+    covariance = np.cov(samples - mean, rowvar=False)
+    values, vectors = np.linalg.eigh(covariance)
+    top = vectors[:, np.argsort(values)[::-1][:dims]]
+    top *= np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(top.shape[1])])  # fixed signs
+    return mean.astype(np.float32), top.astype(np.float32)
+
+
+def greedy_coreset(
+    points: np.ndarray, size: int, seed: int = 0, sketch_dims: int = 32, progress: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Indices of ``size`` points chosen by greedy k-center selection (PatchCore's coreset).
+
+    Each step takes the point farthest from everything chosen so far. Distances are
+    measured in a random ``sketch_dims`` projection, which keeps the choice nearly the
+    same at a fraction of the cost.
+    """
+    n = len(points)
+    if size >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    sketch = points
+    if points.shape[1] > sketch_dims:
+        matrix = rng.normal(size=(points.shape[1], sketch_dims)) / math.sqrt(sketch_dims)
+        sketch = points @ matrix.astype(np.float32)
+    sketch = np.ascontiguousarray(sketch, dtype=np.float32)
+    norms = np.einsum("ij,ij->i", sketch, sketch)
+    chosen = np.empty(size, np.int64)
+    chosen[0] = rng.integers(n)
+    center = sketch[chosen[0]]
+    nearest = norms - 2 * sketch @ center + center @ center
+    for step in tqdm(range(1, size), desc="coreset", unit="pt", disable=not progress,
+                     leave=False, mininterval=0.5):
+        chosen[step] = int(np.argmax(nearest))
+        center = sketch[chosen[step]]
+        np.minimum(nearest, norms - 2 * (sketch @ center) + center @ center, out=nearest)
+    return chosen
+
+
+def location_gaussians(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PaDiM: per patch location, the mean (P, D) and inverse covariance (P, D, D)."""
+    n, dims, height, width = maps.shape
+    patches = maps.reshape(n, dims, height * width).transpose(2, 0, 1).astype(np.float64)
+    mean = patches.mean(axis=1)
+    centered = patches - mean[:, None, :]
+    covariance = np.einsum("pnd,pne->pde", centered, centered) / max(1, n - 1)
+    ridge = COVARIANCE_SHRINK * np.trace(covariance, axis1=1, axis2=2) / dims + 1e-6
+    covariance += ridge[:, None, None] * np.eye(dims)
+    return mean.astype(np.float32), np.linalg.inv(covariance).astype(np.float32)
+
+
+def fingerprint(paths: Sequence[Path]) -> str:
+    """sha256 over the sorted sha256 of every file: the same set of images, the same print."""
+    digests = sorted(hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()

@@ -1,0 +1,245 @@
+"""A fitted model as one ONNX graph: uint8 frames in, anomaly map and image score out.
+
+::
+
+    image  uint8 (N, H, W, 3), colour order as the card says (BGR by default)
+      -> float, NCHW, bilinear antialiased resize to (S, S), colour order, normalisation
+      -> backbone -> 3x3 average pooling per feature map (each patch sees its neighbours)
+      -> stride-16 maps resized onto the stride-8 grid, concatenated
+      -> 1x1 projection (PCA of the training patches)        ... "features": fitting stops here
+      -> patch distance: to the nearest memory-bank entry (patchcore)
+                         or Mahalanobis to the per-location Gaussian (padim)
+      -> patch map resized to (S, S), Gaussian smoothing   -> score = its maximum
+      -> map resized to (H, W)                             -> anomaly_map
+
+Everything that decides a score lives in the graph, so a model scores an image
+the same way in ``inspector predict``, in evaluation and on the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from inspector.backbones import Backbone
+
+OPSET = 18  # Resize with antialias and axes
+IR_VERSION = 9
+INPUT = "image"
+OUTPUTS = {
+    "score": "float32 (N,): image anomaly score, the maximum of the smoothed map; "
+    "reject when score >= threshold",
+    "anomaly_map": "float32 (N, H, W): smoothed patch anomaly at the input's own size",
+}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How frames become patch features: input size, colour order, layers, smoothing."""
+
+    size: int  # frames are resized to (size, size) inside the graph
+    layers: tuple[str, ...]
+    channel_order: str = "BGR"  # of the uint8 input
+    sigma: float = 4.0  # Gaussian smoothing of the map, in pixels at ``size``
+
+    @property
+    def grid(self) -> int:
+        return -(-self.size // 8)
+
+
+class _Builder:
+    """Collects nodes and constants with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value: np.ndarray | Sequence[float] | Sequence[int], hint: str = "c") -> str:
+        array = np.asarray(value)
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+
+def _resize(b: _Builder, x: str, sizes: str, antialias: int = 0) -> str:
+    return b.op(
+        "Resize", [x, "", "", sizes], mode="linear", axes=[2, 3], antialias=antialias,
+        coordinate_transformation_mode="half_pixel",
+    )
+
+
+def _preprocess(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
+    x = b.op("Cast", [INPUT], to=TensorProto.FLOAT)
+    x = b.op("Transpose", [x], perm=[0, 3, 1, 2])
+    x = _resize(b, x, b.const(np.array([spec.size, spec.size], np.int64)), antialias=1)
+    if spec.channel_order != backbone.channel_order:
+        x = b.op("Gather", [x, b.const(np.array([2, 1, 0], np.int64))], axis=1)
+    mean = np.array(backbone.mean, np.float32).reshape(1, 3, 1, 1)
+    inv_std = (1.0 / np.array(backbone.std, np.float32)).reshape(1, 3, 1, 1)
+    x = b.op("Sub", [x, b.const(mean)])
+    return b.op("Mul", [x, b.const(inv_std)], hint="normalised")
+
+
+def _features(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
+    """Append preprocessing and the backbone; return the pooled, concatenated feature map."""
+    normalised = _preprocess(b, backbone, spec)
+    net = onnx.load_from_string(backbone.onnx)
+    prefix = "backbone/"
+    rename = {i.name: normalised for i in net.graph.input}
+    for node in net.graph.node:
+        node.name = prefix + node.name
+        node.input[:] = [rename.get(n, prefix + n if n else n) for n in node.input]
+        node.output[:] = [prefix + n for n in node.output]
+        b.nodes.append(node)
+    for init in net.graph.initializer:
+        init.name = prefix + init.name
+        b.inits.append(init)
+    grid = b.const(np.array([spec.grid, spec.grid], np.int64))
+    maps = []
+    for layer in spec.layers:
+        x = b.op(
+            "AveragePool", [prefix + layer], kernel_shape=[3, 3], strides=[1, 1],
+            pads=[1, 1, 1, 1], count_include_pad=0,
+        )
+        if backbone.strides[layer] != 8:
+            x = _resize(b, x, grid)
+        maps.append(x)
+    return maps[0] if len(maps) == 1 else b.op("Concat", maps, axis=1)
+
+
+def _project(b: _Builder, x: str, mean: np.ndarray, components: np.ndarray) -> str:
+    """1x1 convolution computing ``(x - mean) @ components`` per patch: (N, D, g, g)."""
+    weight = components.T.astype(np.float32)[:, :, None, None]  # (D, C, 1, 1)
+    bias = -(mean.astype(np.float32) @ components.astype(np.float32))
+    return b.op("Conv", [x, b.const(weight), b.const(bias)], hint="projected")
+
+
+def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: int) -> str:
+    """Euclidean distance of each patch to its nearest bank entry: (N, 1, g, g).
+
+    ``|q - m|^2 = |q|^2 - 2 q.m + |m|^2``: one MatMul of the patches (N, P, D) against
+    ``-2 * bank`` (D, M), plus ``|m|^2``, reduced over the contiguous last axis; ``|q|^2``
+    is the same for every entry, so it is added after the minimum.
+    """
+    bank = bank.astype(np.float32)
+    dims = bank.shape[1]
+    flat = b.op("Reshape", [x, b.const(np.array([0, dims, -1], np.int64))])
+    patches = b.op("Transpose", [flat], perm=[0, 2, 1])  # (N, P, D)
+    cross = b.op("MatMul", [patches, b.const(np.ascontiguousarray(-2.0 * bank.T))])
+    cross = b.op("Add", [cross, b.const((bank * bank).sum(axis=1))])  # (N, P, M)
+    last = b.const(np.array([-1], np.int64))
+    nearest = b.op("ReduceMin", [cross, last], keepdims=0)
+    squared = b.op("Add", [nearest, b.op("ReduceSumSquare", [patches, last], keepdims=0)])
+    distance = b.op("Sqrt", [b.op("Relu", [squared])])
+    return b.op("Reshape", [distance, b.const(np.array([-1, 1, grid, grid], np.int64))],
+                hint="patch_distance")
+
+
+def _mahalanobis(b: _Builder, x: str, mean: np.ndarray, inv_cov: np.ndarray, grid: int) -> str:
+    """Mahalanobis distance of each patch to its location's Gaussian: (N, 1, g, g)."""
+    patches, dims = mean.shape
+    flat = b.op("Reshape", [x, b.const(np.array([0, dims, patches], np.int64))])
+    per_location = b.op("Transpose", [flat], perm=[2, 0, 1])  # (P, N, D)
+    diff = b.op("Sub", [per_location, b.const(mean[:, None, :].astype(np.float32))])
+    weighted = b.op("MatMul", [diff, b.const(inv_cov.astype(np.float32))])  # (P, N, D)
+    axis2 = b.const(np.array([2], np.int64))
+    squared = b.op("ReduceSum", [b.op("Mul", [weighted, diff]), axis2], keepdims=0)  # (P, N)
+    squared = b.op("Relu", [b.op("Transpose", [squared], perm=[1, 0])])
+    shaped = b.op("Reshape", [squared, b.const(np.array([-1, 1, grid, grid], np.int64))])
+    return b.op("Sqrt", [shaped], hint="patch_distance")
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    radius = max(1, int(np.ceil(3 * sigma)))
+    xs = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (xs / sigma) ** 2)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _map_and_score(b: _Builder, patch_map: str, spec: FeatureSpec) -> None:
+    size = b.const(np.array([spec.size, spec.size], np.int64))
+    x = _resize(b, patch_map, size)
+    if spec.sigma > 0:
+        kernel = gaussian_kernel(spec.sigma)
+        r = len(kernel) // 2
+        x = b.op("Pad", [x, b.const(np.array([0, 0, r, r, 0, 0, r, r], np.int64))], mode="reflect")
+        x = b.op("Conv", [x, b.const(kernel.reshape(1, 1, 1, -1))])
+        x = b.op("Conv", [x, b.const(kernel.reshape(1, 1, -1, 1))], hint="smoothed")
+    b.nodes.append(
+        helper.make_node(
+            "ReduceMax", [x, b.const(np.array([1, 2, 3], np.int64))], ["score"], keepdims=0
+        )
+    )
+    shape = b.op("Shape", [INPUT])
+    input_hw = b.op("Slice", [shape, b.const(np.array([1], np.int64)),
+                              b.const(np.array([3], np.int64))])
+    full = _resize(b, x, input_hw)
+    b.nodes.append(
+        helper.make_node("Squeeze", [full, b.const(np.array([1], np.int64))], ["anomaly_map"])
+    )
+
+
+def _model(b: _Builder, outputs: list[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
+    image = helper.make_tensor_value_info(INPUT, TensorProto.UINT8, ["N", "H", "W", 3])
+    graph = helper.make_graph(b.nodes, name, [image], outputs, initializer=b.inits)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
+        producer_name="edge-inspector",
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
+def feature_model(backbone: Backbone, spec: FeatureSpec,
+                  projection: tuple[np.ndarray, np.ndarray] | None = None) -> onnx.ModelProto:
+    """The graph up to patch features, ``features`` (N, C or D, g, g), for fitting."""
+    b = _Builder()
+    x = _features(b, backbone, spec)
+    if projection is not None:
+        x = _project(b, x, *projection)
+    b.nodes.append(helper.make_node("Identity", [x], ["features"]))
+    out = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", "C", "g", "g"])
+    return _model(b, [out], f"{backbone.name}-features")
+
+
+def scoring_model(
+    backbone: Backbone,
+    spec: FeatureSpec,
+    projection: tuple[np.ndarray, np.ndarray],
+    *,
+    bank: np.ndarray | None = None,
+    gaussian: tuple[np.ndarray, np.ndarray] | None = None,
+    name: str = "inspection-model",
+) -> onnx.ModelProto:
+    """The complete fitted model: a memory ``bank`` (M, D) for patchcore, or the per-location
+    ``gaussian`` (mean (P, D), inverse covariance (P, D, D)) for padim."""
+    if (bank is None) == (gaussian is None):
+        raise ValueError("give exactly one of bank (patchcore) or gaussian (padim)")
+    b = _Builder()
+    x = _project(b, _features(b, backbone, spec), *projection)
+    if bank is not None:
+        patch_map = _nearest_distance(b, x, bank, spec.grid)
+    else:
+        patch_map = _mahalanobis(b, x, *gaussian, grid=spec.grid)
+    _map_and_score(b, patch_map, spec)
+    outputs = [
+        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+        helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", "H", "W"]),
+    ]
+    return _model(b, outputs, name)
