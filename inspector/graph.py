@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inspector.backbones import Backbone
 
-OPSET = 18  # Resize with antialias and axes
+OPSET = 18  # Resize with antialias
 IR_VERSION = 9
 INPUT = "image"
 OUTPUTS = {
@@ -77,11 +77,17 @@ class _Builder:
         return out
 
 
-def _resize(b: _Builder, x: str, sizes: str, antialias: int = 0) -> str:
-    return b.op(
-        "Resize", [x, "", "", sizes], mode="linear", axes=[2, 3], antialias=antialias,
-        coordinate_transformation_mode="half_pixel",
-    )
+def _resize(b: _Builder, x: str, height_width: str, antialias: int = 0) -> str:
+    """Bilinear resize of NCHW ``x`` to ``height_width`` (an int64 pair tensor).
+
+    Full four-element sizes rather than the ``axes`` attribute: ONNX Runtime's layout
+    optimiser mishandles ``axes`` in quantized (QDQ) graphs.
+    """
+    batch_channels = b.op("Slice", [b.op("Shape", [x]), b.const(np.array([0], np.int64)),
+                                    b.const(np.array([2], np.int64))])
+    sizes = b.op("Concat", [batch_channels, height_width], axis=0)
+    return b.op("Resize", [x, "", "", sizes], mode="linear", antialias=antialias,
+                coordinate_transformation_mode="half_pixel")
 
 
 def _preprocess(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
@@ -133,16 +139,19 @@ def _project(b: _Builder, x: str, mean: np.ndarray, components: np.ndarray) -> s
 def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: int) -> str:
     """Euclidean distance of each patch to its nearest bank entry: (N, 1, g, g).
 
-    ``|q - m|^2 = |q|^2 - 2 q.m + |m|^2``: one MatMul of the patches (N, P, D) against
-    ``-2 * bank`` (D, M), plus ``|m|^2``, reduced over the contiguous last axis; ``|q|^2``
-    is the same for every entry, so it is added after the minimum.
+    ``|q - m|^2 = |q|^2 - 2 q.m + |m|^2``. Each patch gets a trailing 1 and each bank
+    entry a trailing ``|m|^2``, so one MatMul yields ``-2 q.m + |m|^2`` for every pair;
+    the minimum runs over its contiguous last axis, and ``|q|^2``, the same for every
+    entry, is added after it.
     """
     bank = bank.astype(np.float32)
     dims = bank.shape[1]
     flat = b.op("Reshape", [x, b.const(np.array([0, dims, -1], np.int64))])
     patches = b.op("Transpose", [flat], perm=[0, 2, 1])  # (N, P, D)
-    cross = b.op("MatMul", [patches, b.const(np.ascontiguousarray(-2.0 * bank.T))])
-    cross = b.op("Add", [cross, b.const((bank * bank).sum(axis=1))])  # (N, P, M)
+    extended = b.op("Pad", [patches, b.const(np.array([0, 0, 0, 0, 0, 1], np.int64)),
+                            b.const(np.array(1.0, np.float32))], mode="constant")
+    table = np.concatenate([-2.0 * bank, (bank * bank).sum(axis=1, keepdims=True)], axis=1)
+    cross = b.op("MatMul", [extended, b.const(np.ascontiguousarray(table.T))])  # (N, P, M)
     last = b.const(np.array([-1], np.int64))
     nearest = b.op("ReduceMin", [cross, last], keepdims=0)
     squared = b.op("Add", [nearest, b.op("ReduceSumSquare", [patches, last], keepdims=0)])

@@ -1,0 +1,104 @@
+"""Fitted model vs its backbone alone, and the time a fit takes.
+
+For each backbone: fit a model with the default options on ``train/good`` of the
+dataset (timed), quantize a copy to int8, then time bare ONNX Runtime sessions at
+batch 1 and 2 threads, interleaved round by round so machine noise hits all alike:
+
+- backbone: the exported backbone alone on a ready float32 (1, 3, 256, 256) tensor;
+- model: the fitted graph on a uint8 (1, 256, 256, 3) frame (preprocessing,
+  backbone, projection, nearest-neighbour search, smoothing, score);
+- model int8: the same with the backbone quantized.
+
+    python benchmarks/bench_model.py                       # ../shared/datasets/mvtec_bottle_512
+    python benchmarks/bench_model.py --data sample_images  # anywhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from inspector.backbones import load_backbone
+from inspector.card import load_model
+from inspector.fit import FitOptions, fit
+from inspector.images import list_images, read_image
+from inspector.quantize import quantize_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "mvtec_bottle_512"
+
+
+def session(model: bytes, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def interleaved(runs: dict[str, tuple[ort.InferenceSession, dict]], rounds: int) -> dict:
+    for sess, feed in runs.values():  # warm-up
+        for _ in range(5):
+            sess.run(None, feed)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (sess, feed) in runs.items():
+            started = time.perf_counter()
+            sess.run(None, feed)
+            times[name].append((time.perf_counter() - started) * 1e3)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "efficientnet_lite0"])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    paths = list_images(args.data / "train" / "good")
+    frame = np.ascontiguousarray(read_image(paths[0]))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.backbones:
+            options = FitOptions(backbone=name, threads=args.threads)
+            started = time.perf_counter()
+            result = fit(paths, Path(tmp) / name, options)
+            fit_seconds = time.perf_counter() - started
+            quantize_model(Path(tmp) / name, paths[:32], Path(tmp) / f"{name}-int8")
+            size = options.size
+            small = np.ascontiguousarray(cv2.resize(frame, (size, size))[None])
+            tensor = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+            runs = {
+                "backbone": (session(load_backbone(name).onnx, args.threads), {"image": tensor}),
+                "model": (session(result.onnx, args.threads), {"image": small}),
+                "model int8": (session(load_model(Path(tmp) / f"{name}-int8").onnx,
+                                       args.threads), {"image": small}),
+            }
+            ms = interleaved(runs, args.rounds)
+            rows.append({
+                "backbone": name, "train_images": len(paths),
+                "bank": result.card.hyperparameters["bank_size"],
+                "fit_s": round(fit_seconds, 1), **{f"{k} ms": round(v, 2) for k, v in ms.items()},
+                "model/backbone": round(ms["model"] / ms["backbone"], 2),
+                "int8/backbone": round(ms["model int8"] / ms["backbone"], 2),
+            })
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
