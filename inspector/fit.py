@@ -63,6 +63,7 @@ class FitOptions:
     coreset_ratio: float = 0.1
     max_bank: int = 4096
     sigma: float = 4.0
+    top_fraction: float = 0.01
     holdout: float = 0.1
     quantile: float = 0.99
     margin: float = 0.1
@@ -85,6 +86,8 @@ class FitOptions:
             problems.append("dims, max_bank and batch must be positive")
         if not 0 <= self.holdout < 1:
             problems.append(f"holdout must be in [0, 1), got {self.holdout}")
+        if not 0 < self.top_fraction <= 1:
+            problems.append(f"top_fraction must be in (0, 1], got {self.top_fraction}")
         if not 0 < self.quantile <= 1:
             problems.append(f"quantile must be in (0, 1], got {self.quantile}")
         if self.tile is not None and not 0 <= self.tile_overlap < self.tile:
@@ -124,7 +127,8 @@ def fit(
     if unknown:
         raise ValueError(f"backbone {backbone.name} has no layers {sorted(unknown)}; "
                          f"it has {sorted(backbone.channels)}")
-    spec = FeatureSpec(options.size, options.layers, sigma=options.sigma)
+    spec = FeatureSpec(options.size, options.layers, sigma=options.sigma,
+                       top_fraction=options.top_fraction)
     frames = _Frames(fit_paths, options)  # read once, one clear error per bad file
 
     t0 = time.perf_counter()

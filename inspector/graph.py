@@ -9,7 +9,7 @@
       -> 1x1 projection (PCA of the training patches)        ... "features": fitting stops here
       -> patch distance: to the nearest memory-bank entry (patchcore)
                          or Mahalanobis to the per-location Gaussian (padim)
-      -> patch map resized to (S, S), Gaussian smoothing   -> score = its maximum
+      -> patch map resized to (S, S), Gaussian smoothing   -> score = mean of its top 1%
       -> map resized to (H, W)                             -> anomaly_map
 
 Everything that decides a score lives in the graph, so a model scores an image
@@ -31,8 +31,9 @@ OPSET = 18  # Resize with antialias
 IR_VERSION = 9
 INPUT = "image"
 OUTPUTS = {
-    "score": "float32 (N,): image anomaly score, the maximum of the smoothed map; "
-    "reject when score >= threshold",
+    "score": "float32 (N,): image anomaly score, the mean of the highest top_fraction "
+    "(see hyperparameters) of the smoothed map at the model size; reject when "
+    "score >= threshold",
     "anomaly_map": "float32 (N, H, W): smoothed patch anomaly at the input's own size",
 }
 
@@ -45,6 +46,7 @@ class FeatureSpec:
     layers: tuple[str, ...]
     channel_order: str = "BGR"  # of the uint8 input
     sigma: float = 4.0  # Gaussian smoothing of the map, in pixels at ``size``
+    top_fraction: float = 0.01  # the score is the mean of this share of the highest map pixels
 
     @property
     def grid(self) -> int:
@@ -190,11 +192,14 @@ def _map_and_score(b: _Builder, patch_map: str, spec: FeatureSpec) -> None:
         x = b.op("Pad", [x, b.const(np.array([0, 0, r, r, 0, 0, r, r], np.int64))], mode="reflect")
         x = b.op("Conv", [x, b.const(kernel.reshape(1, 1, 1, -1))])
         x = b.op("Conv", [x, b.const(kernel.reshape(1, 1, -1, 1))], hint="smoothed")
-    b.nodes.append(
-        helper.make_node(
-            "ReduceMax", [x, b.const(np.array([1, 2, 3], np.int64))], ["score"], keepdims=0
-        )
-    )
+    # Mean of the top pixels rather than the single maximum: one noisy patch moves it
+    # less, while a small defect's smoothed blob still fills the top share.
+    top = max(1, round(spec.top_fraction * spec.size * spec.size))
+    flat = b.op("Reshape", [x, b.const(np.array([0, -1], np.int64))])
+    values = b.op("TopK", [flat, b.const(np.array([top], np.int64))], axis=-1, largest=1, sorted=0)
+    b.nodes[-1].output.append(b.name("topk_indices"))
+    b.nodes.append(helper.make_node(
+        "ReduceMean", [values, b.const(np.array([1], np.int64))], ["score"], keepdims=0))
     shape = b.op("Shape", [INPUT])
     input_hw = b.op("Slice", [shape, b.const(np.array([1], np.int64)),
                               b.const(np.array([3], np.int64))])
