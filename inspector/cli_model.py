@@ -24,6 +24,8 @@ def add_model_commands(commands: Any) -> None:
     fit.add_argument("--max-bank", type=int, default=defaults.max_bank,
                      help="cap on memory-bank entries (speed)")
     fit.add_argument("--dims", type=int, default=defaults.dims, help="projected feature size")
+    fit.add_argument("--top-fraction", type=float, default=defaults.top_fraction,
+                     help="image score: mean of this share of the highest map pixels")
     fit.add_argument("--tile", type=int, help="inspect frames as tiles of this many pixels")
     fit.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap)
     fit.add_argument("--name", default=defaults.name)
@@ -76,6 +78,7 @@ def _fit(args: argparse.Namespace) -> int:
         options = FitOptions(
             backbone=args.backbone, method=args.method, size=args.size, seed=args.seed,
             coreset_ratio=args.coreset_ratio, max_bank=args.max_bank, dims=args.dims,
+            top_fraction=args.top_fraction,
             tile=args.tile, tile_overlap=args.tile_overlap, name=args.name, threads=args.threads,
         )
     except ValueError as exc:

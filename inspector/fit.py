@@ -31,6 +31,7 @@ from inspector import __version__, tiling
 from inspector.backbones import load_backbone
 from inspector.card import (
     InputSpec,
+    LoadedModel,
     ModelCard,
     ScoreScale,
     Threshold,
@@ -39,6 +40,7 @@ from inspector.card import (
     save_model,
     sha256_bytes,
 )
+from inspector.detector import Detector
 from inspector.errors import ImageError
 from inspector.graph import OUTPUTS, FeatureSpec, feature_model, scoring_model
 from inspector.images import read_image
@@ -116,9 +118,8 @@ def fit(
     timings: dict[str, float] = {}
     rng = np.random.default_rng(options.seed)
     order = rng.permutation(len(images))
-    n_holdout = min(len(images) - 1, max(1, round(options.holdout * len(images))))
-    if options.holdout == 0:
-        n_holdout = 0
+    n_holdout = 0 if options.holdout == 0 else max(1, round(options.holdout * len(images)))
+    n_holdout = min(n_holdout, len(images) - 1)
     fit_paths = [images[i] for i in sorted(order[n_holdout:])]
     holdout_paths = [images[i] for i in sorted(order[:n_holdout])]
 
@@ -166,19 +167,6 @@ def fit(
     timings["bank"] = time.perf_counter() - t0
     onnx_bytes = model.SerializeToString()
 
-    t0 = time.perf_counter()
-    if holdout_paths:
-        scorer = _session(model, options)
-        held = _Frames(holdout_paths, options)
-        tile_scores = np.concatenate([r[0] for r in _run(scorer, held, options, progress,
-                                                         "holdout", outputs=["score"])])
-        scores = np.array([tile_scores[held.owner == i].max() for i in range(len(holdout_paths))])
-    else:
-        scores = np.zeros(0, np.float32)
-    threshold, scale = _first_threshold(scores, options)
-    timings["threshold"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - started
-
     card = ModelCard(
         name=options.name,
         version=__version__,
@@ -190,14 +178,27 @@ def fit(
             count=len(fit_paths), fingerprint=fingerprint(fit_paths),
             source=str(Path(fit_paths[0]).parent),
         ),
-        threshold=threshold,
-        score_scale=scale,
+        threshold=Threshold(value=float("inf"), method="manual",
+                            detail={"note": "no holdout images; run inspector calibrate"}),
+        score_scale=ScoreScale(low=0.0, high=1.0),
         outputs=OUTPUTS,
         tiling=None if options.tile is None else Tiling(tile=options.tile,
                                                        overlap=options.tile_overlap),
-        metrics={"fit_seconds": round(timings["total"], 2), "holdout_images": len(scores)},
         onnx_sha256=sha256_bytes(onnx_bytes),
     )
+    t0 = time.perf_counter()
+    if holdout_paths:  # the first threshold, scored exactly as the line will score
+        detector = Detector(LoadedModel(card, onnx_bytes, Path(out_dir or ".")), options.threads,
+                            ("cpu",))
+        scores = np.array([detector.predict(read_image(p)).score for p in
+                           tqdm(holdout_paths, desc="holdout", disable=not progress, leave=False)])
+        threshold = good_quantile_threshold(scores, options.quantile, options.margin)
+        card = card.model_copy(update={"threshold": threshold,
+                                       "score_scale": score_scale(scores, threshold.value)})
+    timings["threshold"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
+    card = card.model_copy(update={"metrics": {"fit_seconds": round(timings["total"], 2),
+                                               "holdout_images": len(holdout_paths)}})
     if out_dir is not None:
         save_model(out_dir, card, onnx_bytes)
     logger.info("fitted %s on %d images in %.1f s", options.method, len(fit_paths),
@@ -205,28 +206,18 @@ def fit(
     return FitResult(card, onnx_bytes, timings)
 
 
-def _first_threshold(scores: np.ndarray, options: FitOptions) -> tuple[Threshold, ScoreScale]:
-    if len(scores) == 0:  # nothing held out: a placeholder until calibration
-        return (Threshold(value=float("inf"), method="manual",
-                          detail={"note": "no holdout images; run inspector calibrate"}),
-                ScoreScale(low=0.0, high=1.0))
-    threshold = good_quantile_threshold(scores, options.quantile, options.margin)
-    return threshold, score_scale(scores, threshold.value)
-
-
 class _Frames:
     """The fit images, decoded once and kept as uint8 frames (or their tiles)."""
 
     def __init__(self, paths: Sequence[Path], options: FitOptions) -> None:
         self.frames: list[np.ndarray] = []
-        owner = []
-        for index, path in enumerate(paths):
+        for path in paths:
             frame = read_image(path)
-            parts = ([frame] if options.tile is None else
-                     [t.image for t in tiling.split(frame, options.tile, options.tile_overlap)])
-            self.frames += parts
-            owner += [index] * len(parts)
-        self.owner = np.array(owner)
+            if options.tile is None:
+                self.frames.append(frame)
+            else:
+                self.frames += [t.image for t in
+                                tiling.split(frame, options.tile, options.tile_overlap)]
 
     def batches(self, size: int) -> Iterable[list[np.ndarray]]:
         for i in range(0, len(self.frames), size):
@@ -240,16 +231,14 @@ def _session(model: onnx.ModelProto, options: FitOptions):
     return create_session(model.SerializeToString(), options.threads, ("cpu",))
 
 
-def _run(session, frames: _Frames, options: FitOptions, progress: bool, label: str,
-         outputs: list[str] | None = None) -> Iterable:
+def _run(session, frames: _Frames, options: FitOptions, progress: bool, label: str) -> Iterable:
     """Run ``session`` over the frames in batches; frames of unequal sizes go one at a time."""
     bar = tqdm(total=len(frames), desc=label, unit="img", disable=not progress, leave=False)
     try:
         for batch in frames.batches(options.batch):
             groups = [batch] if len({f.shape for f in batch}) == 1 else [[f] for f in batch]
             for group in groups:
-                result = session.run(outputs, {"image": np.stack(group)})
-                yield result if outputs else result[0]
+                yield session.run(None, {"image": np.stack(group)})[0]
                 bar.update(len(group))
     finally:
         bar.close()

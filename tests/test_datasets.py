@@ -1,0 +1,47 @@
+"""The detector on real inspection photographs (``../shared/datasets``; skipped where absent).
+
+Small fits (a subset of the training images, a small memory bank) keep these fast;
+docs/accuracy.md has the full-size figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inspector.cli import main
+from inspector.evaluate import evaluate
+from inspector.fit import FitOptions, fit
+from inspector.images import list_images
+
+
+@pytest.mark.parametrize(
+    ("dataset", "train_images", "min_auroc"),
+    [("mvtec_bottle_512", 40, 0.97), ("magnetic_tile", 120, 0.75)],
+)
+def test_a_small_fit_separates_real_defects(
+    datasets: Path, tmp_path: Path, dataset: str, train_images: int, min_auroc: float
+) -> None:
+    root = datasets / dataset
+    images = list_images(root / "train/good")[:train_images]
+    fit(images, tmp_path / "model", FitOptions(max_bank=1024))
+    result = evaluate(tmp_path / "model", root)
+    assert result["image_auroc"] >= min_auroc, result
+    if dataset == "magnetic_tile":  # the only one with masks
+        assert result["pixel_auroc"] > 0.6 and result["pro"] > 0.3
+    else:
+        assert result["pixel_auroc"] is None and result["pro"] is None
+
+
+def test_eval_cli_writes_the_documented_json_keys(datasets: Path, tmp_path: Path) -> None:
+    root = datasets / "mvtec_bottle_512"
+    fit(list_images(root / "train/good")[:20], tmp_path / "model",
+        FitOptions(backbone="mobilenet_v2", max_bank=512))
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(tmp_path / "model"), "--data", str(root), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for key in ("image_auroc", "pixel_auroc", "pro", "f1", "ms_per_image"):
+        assert key in result
+    assert result["images"] == 83
