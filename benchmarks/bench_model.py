@@ -2,7 +2,8 @@
 
 For each backbone: fit a model with the default options on ``train/good`` of the
 dataset (timed), quantize a copy to int8, then time bare ONNX Runtime sessions at
-batch 1 and 2 threads, interleaved round by round so machine noise hits all alike:
+batch 1 and 2 threads (thread spinning off, so idle sessions leave the cores alone),
+interleaved round by round so machine noise hits all alike:
 
 - backbone: the exported backbone alone on a ready float32 (1, 3, 256, 256) tensor;
 - model: the fitted graph on a uint8 (1, 256, 256, 3) frame (preprocessing,
@@ -39,6 +40,9 @@ def session(model: bytes, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Three sessions take turns; a pool left spinning after its run would steal the
+    # cores from the next session's run.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
