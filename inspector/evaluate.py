@@ -7,6 +7,7 @@ model's input size (maps and masks resized there) so memory stays bounded.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from inspector.metrics import binary_report, pixel_auroc, pro_score, roc_auc
 from inspector.threshold import f1_optimal, good_quantile_threshold, score_scale
 
 MAX_EXAMPLES = 12
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,21 @@ def evaluate(
         result["pro"] = pro_score(masks, stacked)
     if report_dir is not None:
         _report(detector, samples, labels, scores, result, Path(report_dir))
+    _remember(model_dir, result)
     return result
+
+
+def _remember(model_dir: str | Path, result: dict[str, Any]) -> None:
+    """Keep the headline figures in the card, per dataset, so the model carries its record."""
+    card = load_model(model_dir).card
+    headline = {k: result[k] for k in ("images", "image_auroc", "pixel_auroc", "pro", "f1",
+                                      "threshold", "ms_per_image")}
+    evaluations = {**card.metrics.get("evaluations", {}), Path(result["data"]).name: headline}
+    try:
+        save_model(model_dir, card.model_copy(update={
+            "metrics": {**card.metrics, "evaluations": evaluations}}))
+    except OSError as exc:  # a read-only model folder still gets evaluated
+        logger.warning("could not record the evaluation in %s: %s", model_dir, exc)
 
 
 def _mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:

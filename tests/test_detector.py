@@ -211,6 +211,8 @@ def test_evaluate_reports_metrics_and_writes_the_visual_report(
     assert result["tp"] + result["fn"] == 2 * len(DEFECT_TYPES)
     assert result["ms_per_image"] > 0
     json.dumps(result)
+    remembered = load_model(model_dir).card.metrics["evaluations"][category.name]
+    assert remembered["image_auroc"] == result["image_auroc"]
     assert (tmp_path / "report" / "index.html").is_file()
     assert (tmp_path / "report" / "roc.png").is_file()
 
