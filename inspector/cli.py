@@ -53,6 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
     capture.set_defaults(handler=_capture)
 
+    run = commands.add_parser("run", help="run cameras, inspection and the results store")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--interval", type=float, default=2.0, help="seconds between reports")
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="the whole pipeline on bundled sample data")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--store", type=Path, default=Path("var/demo"),
+                      help="results store folder (default: var/demo)")
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between reports")
+    demo.set_defaults(handler=_demo)
+
     samples = commands.add_parser(
         "make-samples", help="regenerate the synthetic sample dataset (MVTec-AD layout)"
     )
@@ -91,6 +104,27 @@ def _capture(args: argparse.Namespace) -> int:
         raise ConfigError(["cameras: no camera configured"], str(args.config))
     stop = install_stop_handlers()
     run_capture(config, stop, sys.stdout, args.duration, args.interval)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from inspector.pipeline import run_pipeline
+
+    config = _load(args.config)
+    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from inspector.demo import demo_config
+    from inspector.pipeline import run_pipeline
+
+    config = demo_config(args.store)
+    setup_logging(config.logging.level, config.logging.file)
+    print(f"inspector demo: cameras {', '.join(c.id for c in config.cameras)}; "
+          f"model {config.model.path}; results store {config.storage.root} "
+          f"(inspections.db + images/); Ctrl-C stops", flush=True)
+    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval)
     return 0
 
 

@@ -78,6 +78,9 @@ class _CameraBase(_Strict):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     trigger: Literal["free_run", "software"] = "free_run"
     watchdog: WatchdogConfig = WatchdogConfig()
+    # A frame older than this on arrival, or whose verdict would be later, gets "error".
+    latency_budget_ms: Annotated[float, Field(gt=0)] = 1000.0
+    mm_per_pixel: Annotated[float, Field(gt=0)] | None = None  # defect areas in mm² when set
 
 
 class FolderCamera(_CameraBase):
@@ -190,8 +193,22 @@ class ModelConfig(_Strict):
         return None if value is None else _resolve_path(value, info)
 
 
+class InspectionConfig(_Strict):
+    """How verdicts are decided and delivered."""
+
+    error_is_reject: bool = True  # fail-safe: at the output an error counts as a reject
+    max_batch: Annotated[int, Field(ge=1, le=64)] = 4  # frames scored together across cameras
+    batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # longest wait to fill a batch
+    min_region_px: Annotated[int, Field(ge=1)] = 16  # smaller above-threshold blobs are noise
+
+
 class StorageConfig(_Strict):
     root: Path = Path("var")  # SQLite database and image files live under here
+    max_disk_gb: Annotated[float, Field(gt=0)] | None = None  # cap on stored image bytes
+    max_disk_percent: Annotated[float, Field(gt=0, le=100)] | None = 90.0  # of the filesystem
+    keep_days: Annotated[float, Field(gt=0)] | None = None  # unlabeled passes older go
+    pass_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1  # passes whose images are kept
+    protect_recent_rejects_hours: Annotated[float, Field(ge=0)] = 24.0
 
     _resolve = field_validator("root")(_resolve_path)
 
@@ -224,6 +241,7 @@ class Config(_Strict):
     cameras: list[CameraConfig] = []
     bus: BusConfig = BusConfig()
     model: ModelConfig = ModelConfig()
+    inspection: InspectionConfig = InspectionConfig()
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -315,7 +333,8 @@ def _set_path(node: Any, keys: list[str], value: str) -> None:
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     models: list[type[BaseModel]] = [Config, WatchdogConfig, BusConfig, ModelConfig]
-    models += [StorageConfig, WebConfig, LoggingConfig, FolderCamera, VideoCamera, DeviceCamera]
+    models += [InspectionConfig, StorageConfig, WebConfig, LoggingConfig]
+    models += [FolderCamera, VideoCamera, DeviceCamera]
     models += [StreamCamera, SyntheticCamera, GenICamCamera]
     for model in models:
         names.update(model.model_fields)

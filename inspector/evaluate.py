@@ -167,12 +167,14 @@ def _report(detector: Detector, samples: list[Sample], labels: np.ndarray, score
 
 
 def defect_images(folder: str | Path) -> list[Path]:
-    """Images in ``folder`` or, when it has none directly, in its sub-folders (one per type)."""
+    """Images in ``folder`` or, when it has none directly, in its sub-folders (one per type),
+    except a ``good`` sub-folder, so an MVTec-AD ``test`` folder can be given as it is."""
     folder = Path(folder)
     direct = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     if direct:
         return sorted(direct)
-    found = [p for sub in sorted(folder.iterdir()) if sub.is_dir() for p in list_images(sub)]
+    found = [p for sub in sorted(folder.iterdir()) if sub.is_dir() and sub.name != "good"
+             for p in list_images(sub)]
     if not found:
         raise ImageError(f"{folder}: no images, directly or in sub-folders")
     return found

@@ -33,12 +33,17 @@ def good_quantile_threshold(good_scores: np.ndarray, quantile: float = 0.99,
 
 
 def f1_optimal(good_scores: np.ndarray, defect_scores: np.ndarray) -> Threshold:
-    """Labeled defects too: the threshold with the best F1 on these samples."""
+    """Labeled defects too: the threshold with the best F1 on these samples, placed midway
+    between the lowest score it rejects and the highest it passes, so unseen parts on
+    either side get the widest margin."""
     good = _finite(good_scores, "good_scores")
     bad = _finite(defect_scores, "defect_scores")
     labels = np.concatenate([np.zeros(len(good), bool), np.ones(len(bad), bool)])
     scores = np.concatenate([good, bad])
     value, f1 = f1_optimal_threshold(labels, scores)
+    below = scores[scores < value]
+    if below.size:
+        value = (value + below.max()) / 2
     report = binary_report(labels, scores, value)
     return Threshold(
         value=float(value),

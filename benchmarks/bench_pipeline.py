@@ -1,0 +1,179 @@
+"""End-to-end inspection throughput and latency against a bare ONNX Runtime session loop.
+
+In one run, on the bundled demo model (256x256):
+
+1. bare: ``session.run`` on one pre-rendered 256x256 frame after another, batch 1;
+2. pipeline throughput with 1 and 2 cameras (sender threads keep the bus full):
+   frames go through the real bus, the inspection core (batching across cameras
+   up to ``--max-batch``), the result publisher and the recorder into a real
+   SQLite store with image files;
+3. capture-to-verdict latency (p50/p99) with the cameras paced at 50% and 90% of
+   the measured throughput;
+4. peak RSS of the process.
+
+    python benchmarks/bench_pipeline.py            # ~2 minutes
+    python benchmarks/bench_pipeline.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import zmq
+
+from camera.synthetic import PartGenerator
+from inspector.bus import FrameSender
+from inspector.config import parse_config
+from inspector.demo import DEMO_MODEL
+from inspector.detector import Detector
+from inspector.recorder import Recorder
+from inspector.service import InspectionService
+from inspector.store import InspectionRecord, Store
+
+THREADS = 2
+
+
+def frames(count: int = 40) -> list[np.ndarray]:
+    generator = PartGenerator(seed=11, defect_rate=0.2)
+    return [generator.render(i).image for i in range(count)]
+
+
+def bare_fps(images: list[np.ndarray], seconds: float) -> tuple[float, float]:
+    """Frames per second and median ms of a bare session on the same model, batch 1."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    session = ort.InferenceSession(str(DEMO_MODEL / "model.onnx"), options,
+                                   providers=["CPUExecutionProvider"])
+    for image in images[:5]:
+        session.run(None, {"image": image[None]})
+    times, started, i = [], time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        session.run(None, {"image": images[i % len(images)][None]})
+        times.append(time.perf_counter() - t0)
+        i += 1
+    return i / (time.perf_counter() - started), float(np.median(times) * 1e3)
+
+
+class Run:
+    """One pipeline (core + recorder + store) fed by sender threads."""
+
+    def __init__(self, root: Path, cameras: int, max_batch: int) -> None:
+        self.context = zmq.Context()
+        tag = f"{cameras}-{max_batch}-{time.monotonic_ns()}"
+        self.config = parse_config({
+            "cameras": [{"id": f"cam{i}", "type": "synthetic", "latency_budget_ms": 60_000}
+                        for i in range(cameras)],
+            "bus": {"frames": f"inproc://frames-{tag}", "results": f"inproc://results-{tag}"},
+            "model": {"path": str(DEMO_MODEL), "intra_op_threads": THREADS},
+            "inspection": {"max_batch": max_batch},
+            "storage": {"root": str(root / tag)},
+        })
+        self.store = Store(self.config.storage.root)
+        self.recorder = Recorder(self.store)
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+        detector = Detector.open(DEMO_MODEL, THREADS, ("cpu",))
+        detector.warm_up()
+        self.service = InspectionService(self.config, detector, self.context,
+                                         sinks=[self.recorder.submit, self._latency])
+        self.recorder.start()
+        self.service.start()
+
+    def _latency(self, record: InspectionRecord) -> None:
+        with self.lock:
+            self.latencies.append(record.latency_ms["total"])
+
+    def feed(self, images: list[np.ndarray], seconds: float, fps: float | None) -> float:
+        """Send for ``seconds`` (as fast as accepted, or paced at ``fps`` per camera);
+        return verdicts per second over the window."""
+        stop = threading.Event()
+
+        def camera(index: int) -> None:
+            sender = FrameSender(self.config.bus.frames, self.context, hwm=8)
+            seq, due = 0, time.perf_counter()
+            while not stop.is_set():
+                if sender.send(images[seq % len(images)], f"cam{index}", seq, time.time_ns()):
+                    seq += 1
+                if fps is None:
+                    time.sleep(0.0005)
+                else:
+                    due += 1 / fps
+                    time.sleep(max(0.0, due - time.perf_counter()))
+            sender.close()
+
+        threads = [threading.Thread(target=camera, args=(i,))
+                   for i in range(len(self.config.cameras))]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # settle
+        with self.lock:
+            self.latencies.clear()
+        before = sum(c["inspected"] for c in self.service.accounting().values())
+        started = time.perf_counter()
+        time.sleep(seconds)
+        done = sum(c["inspected"] for c in self.service.accounting().values())
+        rate = (done - before) / (time.perf_counter() - started)
+        stop.set()
+        for t in threads:
+            t.join()
+        return rate
+
+    def close(self) -> None:
+        self.service.stop(drain_quiet_ms=100)
+        self.recorder.stop()
+        self.store.close()
+        self.context.term()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    seconds = 3.0 if args.quick else 10.0
+    images = frames()
+    bare, model_ms = bare_fps(images, seconds)
+    report = {"bare_fps": round(bare, 1), "model_ms": round(model_ms, 2), "runs": []}
+    print(f"bare session: {bare:.1f} fps, {model_ms:.2f} ms per frame (median)")
+    print("| cameras | max_batch | throughput fps | / bare | p50 ms @50% | p99 ms @50% "
+          "| p50 ms @90% | p99 ms @90% |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for cameras in (1, 2):
+            for max_batch in args.max_batch:
+                run = Run(Path(tmp), cameras, max_batch)
+                try:
+                    fps = run.feed(images, seconds, None)
+                    row = {"cameras": cameras, "max_batch": max_batch, "fps": round(fps, 1),
+                           "ratio": round(fps / bare, 2)}
+                    for load in (0.5, 0.9):
+                        run.feed(images, seconds, load * fps / cameras)
+                        with run.lock:
+                            lat = np.array(run.latencies)
+                        row[f"p50@{load}"] = round(float(np.percentile(lat, 50)), 1)
+                        row[f"p99@{load}"] = round(float(np.percentile(lat, 99)), 1)
+                finally:
+                    run.close()
+                report["runs"].append(row)
+                print(f"| {cameras} | {max_batch} | {row['fps']} | {row['ratio']} | "
+                      f"{row['p50@0.5']} | {row['p99@0.5']} | {row['p50@0.9']} | "
+                      f"{row['p99@0.9']} |", flush=True)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["peak_rss_mb"] = round(rss_mb, 1)
+    print(f"peak RSS: {rss_mb:.0f} MB; p99 target at 50% load: <= {2 * model_ms + 5:.1f} ms")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""The inspection core: frames from the bus in, verdicts out to the publisher, recorder and preview.
+
+One thread owns the detector. It takes the frames waiting on the bus (up to
+``max_batch``, waiting at most ``batch_wait_ms`` to fill a batch), marks frames
+already older than their camera's latency budget as ``error`` without running
+the model, scores the rest in one batch, and decides each verdict::
+
+    pass    score <  threshold
+    reject  score >= threshold
+    error   stale on arrival, later than the budget, or the model failed on it
+
+Every frame the receiver accepted is accounted for, per camera:
+``received = inspected + stale`` (``malformed`` messages never count as received).
+A new model loads and warms up on another thread and takes over between two
+batches; the previous one stays loaded for rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from inspector.bus import FrameReceiver, ResultPublisher
+from inspector.card import LoadedModel, load_model
+from inspector.config import Config
+from inspector.detector import Detector
+from inspector.errors import InspectorError
+from inspector.regions import find_regions
+from inspector.store import InspectionRecord
+from inspector.wire import Frame
+
+logger = logging.getLogger(__name__)
+
+COUNTERS = ("inspected", "stale", "passed", "rejected", "errors")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One verdict, as published and recorded."""
+
+    record: InspectionRecord
+    rejected_at_output: bool  # what the reject gate does: errors count as rejects when fail-safe
+
+    def document(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "camera": r.camera, "seq": r.seq, "part_id": r.part_id, "verdict": r.verdict,
+            "reject": self.rejected_at_output, "score": r.score, "threshold": r.threshold,
+            "model_sha256": r.model_sha256, "captured_ns": r.captured_ns,
+            "inspected_ns": r.inspected_ns, "latency_ms": r.latency_ms, "regions": r.regions,
+            "error": r.error,
+        }
+
+
+class Preview:
+    """The latest frame, map and result per camera, for the live view; references only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] = {}
+
+    def update(self, camera: str, frame: np.ndarray, anomaly_map: np.ndarray | None,
+               document: dict[str, Any]) -> None:
+        with self._lock:
+            self._latest[camera] = (frame, anomaly_map, document)
+
+    def latest(self, camera: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]] | None:
+        with self._lock:
+            return self._latest.get(camera)
+
+    def cameras(self) -> list[str]:
+        with self._lock:
+            return sorted(self._latest)
+
+
+class InspectionService:
+    """Receives, inspects and fans out; ``start()``, then ``stop()`` drains and closes."""
+
+    def __init__(
+        self,
+        config: Config,
+        detector: Detector,
+        context: zmq.Context,
+        sinks: list[Callable[[InspectionRecord], None]] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self._budgets = {c.id: c.latency_budget_ms for c in config.cameras}
+        self._scales = {c.id: c.mm_per_pixel for c in config.cameras}
+        self._default_budget = 1000.0
+        self.detector = detector
+        self.previous: Detector | None = None
+        self._incoming: Detector | None = None
+        self._swap_lock = threading.Lock()
+        self.swaps = 0
+        self.sinks = list(sinks or [])
+        self.preview = Preview()
+        self.counts: dict[str, Counter[str]] = {}
+        self._clock = clock
+        self._stop = threading.Event()
+        self.receiver = FrameReceiver(config.bus.frames, context, config.bus.recv_hwm,
+                                      config.bus.max_frame_bytes)
+        self.publisher = ResultPublisher(config.bus.results, context)
+        self._thread = threading.Thread(target=self._run, name="inspector", daemon=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, drain_quiet_ms: int = 300, timeout_s: float = 30.0) -> None:
+        """Inspect every frame still arriving until the bus is quiet, then close the sockets."""
+        self._drain_quiet_ms = drain_quiet_ms
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            logger.error("inspection thread did not stop within %.0f s", timeout_s)
+            return
+        self.receiver.close()
+        self.publisher.close()
+
+    # -- models -------------------------------------------------------------------------------
+
+    def swap_model(self, model: str | Path | LoadedModel, wait: bool = False) -> threading.Thread:
+        """Load and warm up ``model`` in the background; it takes over between two batches."""
+
+        def load() -> None:
+            try:
+                loaded = model if isinstance(model, LoadedModel) else load_model(model)
+                detector = Detector(loaded, self.config.model.intra_op_threads,
+                                    self.config.model.providers)
+                detector.warm_up()
+            except InspectorError as exc:
+                logger.error("model swap refused: %s", exc)
+                return
+            with self._swap_lock:
+                self._incoming = detector
+
+        loader = threading.Thread(target=load, name="model-loader", daemon=True)
+        loader.start()
+        if wait:
+            loader.join()
+        return loader
+
+    def rollback(self) -> bool:
+        """Go back to the previous model (between two batches); False when there is none."""
+        with self._swap_lock:
+            if self.previous is None:
+                return False
+            self._incoming = self.previous
+            return True
+
+    def _take_incoming(self) -> None:
+        with self._swap_lock:
+            incoming, self._incoming = self._incoming, None
+        if incoming is not None:
+            self.previous, self.detector = self.detector, incoming
+            self.swaps += 1
+            logger.info("model %s (%s…) now inspecting", incoming.card.name,
+                        incoming.model.sha256[:12])
+
+    # -- accounting ---------------------------------------------------------------------------
+
+    def accounting(self) -> dict[str, dict[str, int]]:
+        """Per camera: received, malformed, and what became of the received frames."""
+        received, malformed = self.receiver.received.copy(), self.receiver.malformed.copy()
+        cameras = set(received) | set(malformed) | set(self.counts)
+        return {
+            camera: {
+                "received": received[camera], "malformed": malformed[camera],
+                **{key: self.counts.get(camera, Counter())[key] for key in COUNTERS},
+            }
+            for camera in sorted(cameras)
+        }
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        max_batch = self.config.inspection.max_batch
+        wait_s = self.config.inspection.batch_wait_ms / 1000
+        while not self._stop.is_set():
+            first = self.receiver.recv(timeout_ms=100)
+            if first is None:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + wait_s
+            while len(batch) < max_batch:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                frame = self.receiver.recv(timeout_ms=left_ms)
+                if frame is None:
+                    break
+                batch.append(frame)
+            self._take_incoming()  # a swap waiting takes over before this batch
+            self._inspect(batch)
+        # Stopping: the cameras have stopped; everything still arriving gets a verdict.
+        for frame in self.receiver.drain(getattr(self, "_drain_quiet_ms", 300)):
+            self._inspect([frame])
+
+    def _inspect(self, frames: list[Frame]) -> None:
+        arrived = self._clock()
+        fresh: list[Frame] = []
+        for frame in frames:
+            age_ms = (arrived - frame.header.ts_ns) / 1e6
+            budget = self._budget(frame.header.camera)
+            if age_ms > budget:
+                self._emit(frame, None, None, "error", {"queue": age_ms, "total": age_ms},
+                           f"stale: {age_ms:.0f} ms old on arrival, budget {budget:.0f} ms",
+                           counter="stale")
+            else:
+                fresh.append(frame)
+        if not fresh:
+            return
+        detector = self.detector
+        started = time.perf_counter()
+        try:
+            predictions = detector.predict_batch([f.image for f in fresh])
+        except InspectorError as exc:
+            for frame in fresh:
+                self._emit(frame, None, detector, "error", {}, f"model failed: {exc}")
+            return
+        model_ms = (time.perf_counter() - started) * 1000
+        done = self._clock()
+        for frame, prediction in zip(fresh, predictions, strict=True):
+            camera = frame.header.camera
+            queue_ms = (arrived - frame.header.ts_ns) / 1e6
+            total_ms = (done - frame.header.ts_ns) / 1e6
+            latency = {"queue": round(queue_ms, 3), "model": round(model_ms, 3),
+                       "total": round(total_ms, 3)}
+            budget = self._budget(camera)
+            if total_ms > budget:
+                self._emit(frame, prediction, detector, "error", latency,
+                           f"late: verdict after {total_ms:.0f} ms, budget {budget:.0f} ms")
+            else:
+                self._emit(frame, prediction, detector, prediction.verdict, latency, None)
+
+    def _emit(self, frame: Frame, prediction, detector: Detector | None, verdict: str,
+              latency: dict[str, float], error: str | None, counter: str = "inspected") -> None:
+        header = frame.header
+        counts = self.counts.setdefault(header.camera, Counter())
+        counts[counter] += 1
+        counts[{"pass": "passed", "reject": "rejected", "error": "errors"}[verdict]] += 1
+        regions = []
+        if prediction is not None and verdict == "reject":
+            regions = find_regions(prediction.anomaly_map, prediction.threshold,
+                                   self.config.inspection.min_region_px,
+                                   self._scales.get(header.camera))
+        scale = detector.card.score_scale if detector is not None else None
+        record = InspectionRecord(
+            camera=header.camera, seq=header.seq, part_id=header.part_id,
+            captured_ns=header.ts_ns, inspected_ns=self._clock(), verdict=verdict,
+            score=None if prediction is None else prediction.score,
+            threshold=None if detector is None else detector.threshold,
+            model_sha256=None if detector is None else detector.model.sha256,
+            latency_ms=latency, regions=regions, error=error,
+            frame=np.ascontiguousarray(frame.image),
+            anomaly_map=None if prediction is None else prediction.anomaly_map,
+            map_low=scale.low if scale else 0.0, map_high=scale.high if scale else 1.0,
+        )
+        result = Result(record, verdict == "reject" or (
+            verdict == "error" and self.config.inspection.error_is_reject))
+        document = result.document()
+        self.publisher.publish(header.camera, document)
+        self.preview.update(header.camera, record.frame, record.anomaly_map, document)
+        for sink in self.sinks:
+            sink(record)
+
+    def _budget(self, camera: str) -> float:
+        return self._budgets.get(camera, self._default_budget)

@@ -1,0 +1,298 @@
+"""The inspection pipeline over real ZeroMQ sockets, a real ONNX model and real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from camera.synthetic import PartGenerator
+from inspector.bus import FrameSender, ResultSubscriber
+from inspector.config import parse_config
+from inspector.demo import DEMO_MODEL
+from inspector.detector import Detector
+from inspector.fit import FitOptions, fit
+from inspector.images import list_images, read_image
+from inspector.pipeline import run_pipeline
+from inspector.service import InspectionService
+from inspector.store import InspectionRecord, Store
+from inspector.wire import encode_frame
+
+from .conftest import REPO_ROOT, make_endpoint
+
+
+def _config(tmp_path: Path, frames: str, results: str, cameras: list[dict] | None = None,
+            **sections: dict) -> object:
+    data = {
+        "cameras": cameras if cameras is not None else [{"id": "cam1", "type": "synthetic"}],
+        "bus": {"frames": frames, "results": results},
+        "model": {"path": str(DEMO_MODEL), "intra_op_threads": 2},
+        "storage": {"root": str(tmp_path / "store")},
+        **sections,
+    }
+    return parse_config(data, base_dir=tmp_path)
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.records: list[InspectionRecord] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, record: InspectionRecord) -> None:
+        with self.lock:
+            self.records.append(record)
+
+    def wait(self, count: int, timeout_s: float = 30.0) -> list[InspectionRecord]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.records) >= count:
+                    return list(self.records)
+            time.sleep(0.02)
+        raise AssertionError(f"only {len(self.records)} of {count} results arrived")
+
+
+@pytest.fixture
+def service(tmp_path: Path, zmq_context: zmq.Context) -> Iterator[tuple]:
+    frames, results = make_endpoint("inproc", tmp_path), f"inproc://results-{id(tmp_path)}"
+    config = _config(tmp_path, frames, results,
+                     cameras=[{"id": "cam1", "type": "synthetic", "latency_budget_ms": 2000}])
+    collect = _Collect()
+    detector = Detector.open(DEMO_MODEL, threads=2, providers=("cpu",))
+    svc = InspectionService(config, detector, zmq_context, sinks=[collect])
+    svc.start()
+    sender = FrameSender(frames, zmq_context, hwm=1000)
+    yield svc, sender, collect, config
+    sender.close()
+    svc.stop(drain_quiet_ms=50)
+
+
+def _part(index: int, defect: str | None = None) -> np.ndarray:
+    return PartGenerator(seed=7).render(index, defect=defect).image
+
+
+def test_defective_parts_are_rejected_and_good_parts_pass(service: tuple) -> None:
+    svc, sender, collect, _ = service
+    plan = [None, "scratch", None, "crack", None, "spot", None, "dent", None, "missing_feature"]
+    for seq, defect in enumerate(plan):
+        assert sender.send(_part(seq, defect), "cam1", seq, time.time_ns(), f"p{seq}")
+    records = sorted(collect.wait(len(plan)), key=lambda r: r.seq)
+    verdicts = [r.verdict for r in records]
+    assert verdicts == ["pass" if d is None else "reject" for d in plan]
+    assert all(r.regions for r in records if r.verdict == "reject")
+    assert all(r.model_sha256 == svc.detector.model.sha256 for r in records)
+    counts = svc.accounting()["cam1"]
+    assert counts["received"] == counts["inspected"] + counts["stale"] == len(plan)
+    assert counts["passed"] + counts["rejected"] + counts["errors"] == len(plan)
+
+
+def test_the_pipeline_scores_a_frame_as_predict_does(service: tuple) -> None:
+    _, sender, collect, _ = service
+    image = read_image(list_images(REPO_ROOT / "sample_images/test/crack")[0])
+    sender.send(image, "cam1", 1, time.time_ns())
+    record = collect.wait(1)[0]
+    expected = Detector.open(DEMO_MODEL, providers=("cpu",)).predict(image)
+    assert record.score == pytest.approx(expected.score, rel=1e-5)
+    assert record.verdict == expected.verdict == "reject"
+
+
+def test_a_stale_frame_gets_error_without_running_the_model(service: tuple) -> None:
+    svc, sender, collect, _ = service
+    sender.send(_part(0), "cam1", 1, time.time_ns() - 5_000_000_000)  # 5 s old, budget 2 s
+    sender.send(_part(1), "cam1", 2, time.time_ns())
+    stale, fresh = sorted(collect.wait(2), key=lambda r: r.seq)
+    assert stale.verdict == "error" and "stale" in stale.error and stale.score is None
+    assert fresh.verdict == "pass"
+    counts = svc.accounting()["cam1"]
+    assert counts["stale"] == 1 and counts["inspected"] == 1 and counts["errors"] == 1
+
+
+def test_a_corrupt_frame_is_counted_and_skipped_and_the_next_is_inspected(
+    service: tuple,
+) -> None:
+    svc, sender, collect, _ = service
+    header = encode_frame(_part(1), "cam1", 1, time.time_ns())[0]
+    sender.send_parts([header, b"\0" * 100])  # a valid header, a payload far too short
+    sender.send_parts([b"not json at all", b"x"])
+    sender.send(_part(2), "cam1", 2, time.time_ns())
+    (record,) = collect.wait(1)
+    assert record.seq == 2 and record.verdict == "pass"
+    counts = svc.accounting()
+    assert counts["cam1"]["malformed"] == 1 and counts["?"]["malformed"] == 1
+    assert counts["cam1"]["received"] == counts["cam1"]["inspected"] == 1
+
+
+def test_results_are_published_as_json_for_subscribers(
+    service: tuple, zmq_context: zmq.Context
+) -> None:
+    svc, sender, _, config = service
+    subscriber = ResultSubscriber(config.bus.results, ("cam1",), zmq_context)
+    try:
+        time.sleep(0.2)  # a SUB socket misses what is published before it joins
+        sender.send(_part(0, "crack"), "cam1", 7, time.time_ns(), "part-7")
+        got = subscriber.recv(timeout_ms=10_000)
+    finally:
+        subscriber.close()
+    assert got is not None
+    topic, doc = got
+    assert topic == "cam1" and doc["seq"] == 7 and doc["part_id"] == "part-7"
+    assert doc["verdict"] == "reject" and doc["reject"] is True
+    assert doc["score"] >= doc["threshold"] and doc["model_sha256"] == svc.detector.model.sha256
+    assert set(doc["latency_ms"]) == {"queue", "model", "total"} and doc["regions"]
+
+
+def test_hot_swap_under_load_loses_no_frame_and_rolls_back(
+    service: tuple, tmp_path: Path
+) -> None:
+    svc, sender, collect, _ = service
+    other = tmp_path / "other-model"
+    fit(list_images(REPO_ROOT / "sample_images/train/good")[:8], other,
+        FitOptions(backbone="mobilenet_v2", max_bank=256))
+    old_sha = svc.detector.model.sha256
+    total = 120
+    stop = threading.Event()
+
+    def pump() -> None:
+        for seq in range(total):
+            sender.send(_part(seq % 5), "cam1", seq, time.time_ns())
+            time.sleep(0.005)
+        stop.set()
+
+    pumping = threading.Thread(target=pump)
+    pumping.start()
+    time.sleep(0.1)
+    svc.swap_model(other, wait=True)
+    pumping.join()
+    records = collect.wait(total)
+    assert sorted(r.seq for r in records) == list(range(total))
+    shas = [r.model_sha256 for r in sorted(records, key=lambda r: r.inspected_ns)]
+    assert shas[0] == old_sha and shas[-1] != old_sha and svc.swaps == 1
+    assert svc.previous is not None and svc.previous.model.sha256 == old_sha
+    assert svc.rollback()
+    sender.send(_part(0), "cam1", total, time.time_ns())
+    assert collect.wait(total + 1)[-1].model_sha256 == old_sha
+
+
+def test_run_pipeline_accounts_for_every_frame_and_stores_every_verdict(
+    tmp_path: Path,
+) -> None:
+    config = _config(
+        tmp_path, "inproc://run-frames", "inproc://run-results",
+        cameras=[{"id": "syn", "type": "synthetic", "seed": 7, "defect_rate": 0.5, "fps": 25},
+                 {"id": "replay", "type": "folder", "path": str(REPO_ROOT / "sample_images/test"),
+                  "fps": 10}],
+        storage={"root": str(tmp_path / "store"), "pass_sample_rate": 1.0},
+    )
+    out = open(tmp_path / "out.txt", "w")  # noqa: SIM115 - closed below
+    totals = run_pipeline(config, threading.Event(), out, duration_s=4.0, interval_s=1.0)
+    out.close()
+    for camera, c in totals.items():
+        assert c["captured"] == c["published"] + c["dropped"], camera
+        assert c["received"] == c["published"] and c["malformed"] == 0, camera
+        assert c["received"] == c["inspected"] + c["stale"], camera
+        assert c["passed"] + c["rejected"] + c["errors"] == c["received"], camera
+        assert c["received"] > 5, camera
+    with sqlite3.connect(tmp_path / "store" / "inspections.db") as db:
+        rows = db.execute("SELECT camera, part_id, verdict, image_path FROM inspections").fetchall()
+    assert len(rows) == sum(c["received"] for c in totals.values())
+    synthetic = [(part, verdict) for camera, part, verdict, _ in rows if camera == "syn"]
+    assert {v for p, v in synthetic if p.startswith("good-")} == {"pass"}
+    assert {v for p, v in synthetic if not p.startswith("good-")} == {"reject"}
+    assert all((tmp_path / "store" / path).is_file() for *_, path in rows if path)
+
+
+def _write_run_config(tmp_path: Path) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(f"""
+[[cameras]]
+id = "syn"
+type = "synthetic"
+seed = 7
+defect_rate = 0.5
+fps = 30
+
+[bus]
+frames = "ipc://{tmp_path}/frames.sock"
+results = "ipc://{tmp_path}/results.sock"
+
+[model]
+path = "{DEMO_MODEL}"
+intra_op_threads = 2
+
+[storage]
+root = "{tmp_path / 'store'}"
+pass_sample_rate = 1.0
+""")
+    return path
+
+
+def _start_run(config: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "inspector.cli", "run", "--config", str(config),
+         "--interval", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_rows(db: Path, count: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    if conn.execute("SELECT count(*) FROM inspections").fetchone()[0] >= count:
+                        return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} rows in {db} after {timeout_s} s")
+
+
+def test_sigterm_drains_every_received_frame_into_the_store(tmp_path: Path) -> None:
+    process = _start_run(_write_run_config(tmp_path))
+    db = tmp_path / "store" / "inspections.db"
+    _wait_for_rows(db, 10)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["camera"] == "syn"
+    assert summary["received"] == summary["inspected"] + summary["stale"]
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT count(*) FROM inspections").fetchone()[0]
+    assert stored == summary["received"] > 0
+
+
+def test_kill_9_leaves_a_consistent_store_and_inspection_resumes(tmp_path: Path) -> None:
+    config = _write_run_config(tmp_path)
+    process = _start_run(config)
+    db = tmp_path / "store" / "inspections.db"
+    _wait_for_rows(db, 20)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    store = Store(tmp_path / "store")  # opens and recovers
+    try:
+        before = store.count()
+        for row in store.recent(limit=100_000):
+            for key in ("image_path", "overlay_path", "thumb_path"):
+                if row[key]:
+                    assert (tmp_path / "store" / row[key]).is_file()
+    finally:
+        store.close()
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+    process = _start_run(config)
+    _wait_for_rows(db, before + 10)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 0
