@@ -197,7 +197,9 @@ class InspectionConfig(_Strict):
     """How verdicts are decided and delivered."""
 
     error_is_reject: bool = True  # fail-safe: at the output an error counts as a reject
-    max_batch: Annotated[int, Field(ge=1, le=64)] = 4  # frames scored together across cameras
+    # Frames scored together across cameras. 1 on CPUs, where batching measured no gain
+    # (docs/benchmarks.md); raise it on a GPU.
+    max_batch: Annotated[int, Field(ge=1, le=64)] = 1
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # longest wait to fill a batch
     min_region_px: Annotated[int, Field(ge=1)] = 16  # smaller above-threshold blobs are noise
 

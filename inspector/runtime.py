@@ -63,6 +63,9 @@ def create_session(
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle worker threads sleep instead of spinning: on a small edge CPU the capture,
+    # recorder and web threads need those cores between frames.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     chosen = choose_providers(providers)
     source = model if isinstance(model, bytes) else str(model)
     session = ort.InferenceSession(source, sess_options=options, providers=chosen)
