@@ -83,6 +83,8 @@ def run_pipeline(
             if now - last_report >= interval_s:
                 for camera, counts in totals(group, service).items():
                     print(f"[{now - started:7.1f}s] {_line(camera, counts)}", file=out, flush=True)
+                if store.alarm:
+                    print(f"[{now - started:7.1f}s] ALARM: {store.alarm}", file=out, flush=True)
                 last_report = now
     finally:
         stuck = group.stop()

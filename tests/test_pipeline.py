@@ -296,3 +296,33 @@ def test_kill_9_leaves_a_consistent_store_and_inspection_resumes(tmp_path: Path)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
     assert process.returncode == 0
+
+
+def test_regions_are_the_blobs_above_the_threshold_strongest_first() -> None:
+    from inspector.regions import find_regions
+
+    heat = np.zeros((100, 200), np.float32)
+    heat[10:20, 30:50] = 5.0  # 200 px, peak 5
+    heat[60:64, 100:104] = 9.0  # 16 px, peak 9
+    heat[90, 190] = 7.0  # one pixel: noise
+    regions = find_regions(heat, threshold=3.0, min_area_px=4, mm_per_pixel=0.5)
+    boxes = [(r["x"], r["y"], r["w"], r["h"]) for r in regions]
+    assert boxes == [(100, 60, 4, 4), (30, 10, 20, 10)]
+    assert regions[0]["peak"] == 9.0 and regions[1]["area_px"] == 200
+    assert regions[1]["area_mm2"] == pytest.approx(50.0)
+    assert find_regions(heat, threshold=10.0) == []
+
+
+def test_demo_runs_with_no_configuration(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "inspector.cli", "demo", "--duration", "4",
+         "--store", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "results store" in out.stdout
+    summaries = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert {s["camera"] for s in summaries} == {"synthetic", "replay"}
+    for s in summaries:
+        assert s["inspected"] > 0 and s["received"] == s["inspected"] + s["stale"]
+    assert (tmp_path / "demo" / "inspections.db").is_file()
