@@ -57,7 +57,7 @@ DB_FILE = "inspections.db"
 LOCK_FILE = "store.lock"  # every open Store holds a shared flock on it
 IMAGES_DIR = "images"
 VERDICTS = ("pass", "reject", "error")
-LABELS = ("good", "defect")
+LABELS = ("good", "defect", "none")  # "none" clears a label (an undo); history keeps it
 THUMB_SIDE = 256
 JPEG_QUALITY = 90
 RETENTION_BATCH = 200
@@ -131,7 +131,27 @@ CREATE TABLE audit (
 
 # Step N (1-based) takes the schema from user_version N-1 to N. Append only; never edit a
 # released step. A step is SQL (one statement per line end) or a function of the connection.
-MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_SCHEMA_V1,)
+# v2: a label row may say "none" (the label was cleared, e.g. undone). SQLite cannot
+# change a CHECK constraint in place, so the table is rebuilt with its rows.
+_SCHEMA_V2 = """
+CREATE TABLE labels_v2 (
+    id INTEGER PRIMARY KEY,
+    inspection_id INTEGER NOT NULL REFERENCES inspections(id),
+    label TEXT NOT NULL CHECK(label IN ('good','defect','none')),
+    defect_type TEXT,
+    note TEXT,
+    user TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    previous_label TEXT,
+    previous_defect_type TEXT
+);
+INSERT INTO labels_v2 SELECT * FROM labels;
+DROP TABLE labels;
+ALTER TABLE labels_v2 RENAME TO labels;
+CREATE INDEX labels_inspection ON labels(inspection_id);
+"""
+
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_SCHEMA_V1, _SCHEMA_V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -271,6 +291,52 @@ def _file_size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What the review page and the API filter by; every field optional."""
+
+    camera: str | None = None
+    verdict: str | None = None
+    label: str | None = None  # "good", "defect" or "none" (unlabeled)
+    min_score: float | None = None
+    max_score: float | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    model: str | None = None  # sha256 prefix
+    disagreements: bool = False  # the label contradicts the verdict
+    unreviewed_rejects: bool = False  # rejects nobody has labeled yet (the operator queue)
+    after_id: int | None = None
+    order: str = "newest"  # or "closeness" (to the threshold)
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("camera", self.camera), ("verdict", self.verdict)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if self.label == "none":
+            clauses.append("label IS NULL")
+        elif self.label is not None:
+            clauses.append("label = ?")
+            params.append(self.label)
+        for clause, value in (("score >= ?", self.min_score), ("score <= ?", self.max_score),
+                              ("inspected_ns >= ?", self.since_ns),
+                              ("inspected_ns <= ?", self.until_ns), ("id > ?", self.after_id)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if self.model:
+            clauses.append("model_sha256 LIKE ?")
+            params.append(self.model.replace("%", "").replace("_", "") + "%")
+        if self.disagreements:
+            clauses.append("((label = 'good' AND verdict != 'pass')"
+                           " OR (label = 'defect' AND verdict = 'pass'))")
+        if self.unreviewed_rejects:
+            clauses.append("verdict IN ('reject', 'error') AND label IS NULL")
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 class Store:
@@ -533,8 +599,8 @@ class Store:
         if not isinstance(user, str) or not user:
             raise ValueError("a label needs the name of the user who gave it")
         defect_type = defect_type or None
-        if label == "good" and defect_type is not None:
-            raise ValueError(f"a 'good' label cannot have a defect type ({defect_type!r})")
+        if label != "defect" and defect_type is not None:
+            raise ValueError(f"only a 'defect' label has a defect type, got {defect_type!r}")
         now = time.time_ns()
         with self._transaction() as conn:
             current = conn.execute(
@@ -549,7 +615,7 @@ class Store:
             ).lastrowid
             conn.execute(
                 "UPDATE inspections SET label = ?, defect_type = ? WHERE id = ?",
-                (label, defect_type, inspection_id),
+                (None if label == "none" else label, defect_type, inspection_id),
             )
             detail = {
                 "inspection_id": inspection_id,
@@ -632,6 +698,55 @@ class Store:
         """How many inspections match the filters."""
         where, params = self._filters(camera, verdict)
         return int(self._query(f"SELECT COUNT(*) FROM inspections{where}", params)[0][0])
+
+    def search(self, filters: SearchFilters, limit: int = 50, offset: int = 0) -> list[dict]:
+        """Inspections matching ``filters``: newest first, or closest to the threshold first."""
+        where, params = filters.sql()
+        order = ("ABS(score - threshold) ASC, id DESC" if filters.order == "closeness"
+                 else "inspected_ns DESC, id DESC")
+        rows = self._query(
+            f"SELECT * FROM inspections{where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, int(limit), int(offset)],
+        )
+        return [self._inspection(row) for row in rows]
+
+    def search_count(self, filters: SearchFilters) -> int:
+        where, params = filters.sql()
+        return int(self._query(f"SELECT COUNT(*) FROM inspections{where}", params)[0][0])
+
+    def verdict_counts(self, since_ns: int) -> dict[str, dict[str, int]]:
+        """Per camera, how many of each verdict since ``since_ns``."""
+        rows = self._query(
+            "SELECT camera, verdict, COUNT(*) FROM inspections WHERE inspected_ns >= ?"
+            " GROUP BY camera, verdict", (since_ns,))
+        counts: dict[str, dict[str, int]] = {}
+        for camera, verdict, n in rows:
+            counts.setdefault(camera, dict.fromkeys(VERDICTS, 0))[verdict] = n
+        return counts
+
+    def add_user(self, name: str, role: str, password_hash: str) -> None:
+        """Create or replace a user (the password hash comes from the web layer)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO users (name, role, password_hash, created_ns) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET role = excluded.role,"
+                " password_hash = excluded.password_hash, disabled = 0",
+                (name, role, password_hash, time.time_ns()),
+            )
+            conn.execute(_AUDIT, (time.time_ns(), None, "user", _dumps({"name": name,
+                                                                        "role": role})))
+
+    def get_user(self, name: str) -> dict | None:
+        rows = self._query("SELECT * FROM users WHERE name = ?", (name,))
+        return dict(rows[0]) if rows else None
+
+    def users(self) -> list[dict]:
+        return [dict(r) for r in self._query(
+            "SELECT name, role, created_ns, disabled FROM users ORDER BY name")]
+
+    def audit_log(self, limit: int = 200) -> list[dict]:
+        rows = self._query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (int(limit),))
+        return [{**dict(r), "detail": json.loads(r["detail_json"])} for r in rows]
 
     def image_bytes(self) -> int:
         """Total size of the files under root/images."""
