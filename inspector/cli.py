@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from inspector import __version__
 from inspector.config import Config, load_config
@@ -64,7 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--store", type=Path, default=Path("var/demo"),
                       help="results store folder (default: var/demo)")
     demo.add_argument("--interval", type=float, default=2.0, help="seconds between reports")
+    demo.add_argument("--port", type=int, help="web UI port (default 8080; 0 picks a free one)")
     demo.set_defaults(handler=_demo)
+
+    for add_commands in _plugins("inspector.commands"):  # e.g. the web UI's: web, users
+        add_commands(commands)
 
     samples = commands.add_parser(
         "make-samples", help="regenerate the synthetic sample dataset (MVTec-AD layout)"
@@ -84,7 +90,7 @@ def _print_config_errors(exc: ConfigError) -> None:
         print(f"{exc.source}: {problem}", file=sys.stderr)
 
 
-def _load(path: Path) -> Config:
+def load_logged_config(path: Path) -> Config:
     config = load_config(path)
     setup_logging(config.logging.level, config.logging.file)
     return config
@@ -99,7 +105,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _capture(args: argparse.Namespace) -> int:
     from camera.monitor import run_capture
 
-    config = _load(args.config)
+    config = load_logged_config(args.config)
     if not config.cameras:
         raise ConfigError(["cameras: no camera configured"], str(args.config))
     stop = install_stop_handlers()
@@ -110,21 +116,29 @@ def _capture(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from inspector.pipeline import run_pipeline
 
-    config = _load(args.config)
-    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval)
+    config = load_logged_config(args.config)
+    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval,
+                 web_server=ui_server())
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from inspector.demo import demo_config
     from inspector.pipeline import run_pipeline
+    from inspector.store import Store
 
-    config = demo_config(args.store)
+    config = demo_config(args.store, args.port)
+    server = ui_server()
     setup_logging(config.logging.level, config.logging.file)
     print(f"inspector demo: cameras {', '.join(c.id for c in config.cameras)}; "
           f"model {config.model.path}; results store {config.storage.root} "
           f"(inspections.db + images/); Ctrl-C stops", flush=True)
-    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval)
+    if server is not None:
+        with Store(config.storage.root) as store:
+            for role, password in server.demo_users(store):
+                print(f"  sign in as {role:<8} password {password}", flush=True)
+    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval,
+                 web_server=server)
     return 0
 
 
@@ -135,6 +149,17 @@ def _make_samples(args: argparse.Namespace) -> int:
     for folder, count in counts.items():
         print(f"{args.out / folder}: {count} images")
     return 0
+
+
+def _plugins(group: str) -> list:
+    """Objects other packages register under an entry-point group; ``inspector`` never
+    imports ``web`` itself, so the UI plugs in this way."""
+    return [entry.load() for entry in importlib.metadata.entry_points(group=group)]
+
+
+def ui_server() -> Any:
+    """The web UI's server class, when the ``web`` package is installed."""
+    return next(iter(_plugins("inspector.ui")), None)
 
 
 def install_stop_handlers() -> threading.Event:

@@ -218,8 +218,13 @@ class StorageConfig(_Strict):
 class WebConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port
     secret_key: str | None = None  # sessions; generated and kept under storage.root when unset
+    idle_logout_minutes: Annotated[float, Field(gt=0)] = 30.0
+    secure_cookies: bool = False  # set true when the UI is served over HTTPS
+    defect_types: list[Annotated[str, Field(min_length=1, max_length=40)]] = [
+        "scratch", "dent", "spot", "crack", "missing_feature", "contamination", "other",
+    ]  # keys 1-9 in the review page pick these in order
 
 
 class LoggingConfig(_Strict):

@@ -32,5 +32,5 @@ def demo_config(store: Path, port: int | None = None) -> Config:
         "storage": {"root": str(store.resolve())},
     }
     if port is not None:
-        data["web"] = {"port": port}
+        data["web"] = {"port": port}  # 0: any free port
     return parse_config(data, base_dir=REPO_ROOT, source="demo defaults")

@@ -50,8 +50,13 @@ def run_pipeline(
     interval_s: float = 2.0,
     source_factory: Callable[[CameraConfig], FrameSource] = make_source,
     on_started: Callable[[InspectionService, Store], None] | None = None,
+    web_server: Callable[[Config, Store, InspectionService], Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run until ``stop_event`` (or ``duration_s``, or every source finished); return the totals."""
+    """Run until ``stop_event`` (or ``duration_s``, or every source finished); return the totals.
+
+    ``web_server`` builds the UI (``web.server.WebServer``) when ``web.enabled``; it is
+    injected because ``inspector`` never imports ``web``.
+    """
     if config.model.path is None:
         raise ConfigError(["model.path: no model configured"])
     if not config.cameras:
@@ -71,6 +76,11 @@ def run_pipeline(
     started = time.monotonic()
     recorder.start()
     service.start()
+    web = None
+    if web_server is not None and config.web.enabled:
+        web = web_server(config, store, service)
+        web.start()
+        print(f"web UI: {web.url}", file=out, flush=True)
     try:
         group.start(config.bus.triggers)
         if on_started is not None:
@@ -87,6 +97,8 @@ def run_pipeline(
                     print(f"[{now - started:7.1f}s] ALARM: {store.alarm}", file=out, flush=True)
                 last_report = now
     finally:
+        if web is not None:
+            web.close()
         stuck = group.stop()
         service.stop()
         recorder.stop()

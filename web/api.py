@@ -1,0 +1,178 @@
+"""The JSON API the pages use, and that integrators can script against (see README)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
+
+from inspector.store import VERDICTS, SearchFilters
+from web.auth import login_required
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+MAX_PAGE = 500
+MAX_NOTE = 1000
+QUEUE_SIZE = 24
+
+
+def _store():
+    return current_app.extensions["store"]
+
+
+def row_json(row: dict[str, Any]) -> dict[str, Any]:
+    """An inspection as the UI shows it: times readable, images as URLs."""
+    out = {k: row[k] for k in ("id", "camera", "seq", "part_id", "verdict", "score", "threshold",
+                               "model_sha256", "latency_ms", "regions", "label", "defect_type",
+                               "error", "inspected_ns")}
+    out["time"] = datetime.fromtimestamp(row["inspected_ns"] / 1e9, UTC).isoformat(
+        timespec="seconds")
+    for key in ("image_path", "overlay_path", "thumb_path"):
+        out[key.replace("_path", "_url")] = (url_for("media.image", name=row[key])
+                                             if row[key] else None)
+    return out
+
+
+def filters_from(args: Any) -> SearchFilters:
+    """Filters from query parameters; a bad value is a 400, not a 500."""
+
+    def number(key: str, kind: type) -> Any:
+        value = args.get(key, "")
+        if value == "":
+            return None
+        try:
+            return kind(value)
+        except ValueError:
+            abort(400, f"{key} must be a number")
+
+    verdict = args.get("verdict") or None
+    if verdict is not None and verdict not in VERDICTS:
+        abort(400, f"verdict must be one of {', '.join(VERDICTS)}")
+    label = args.get("label") or None
+    if label is not None and label not in ("good", "defect", "none"):
+        abort(400, "label must be good, defect or none")
+    since_h = number("since_hours", float)
+    view = args.get("view", "")
+    return SearchFilters(
+        camera=(args.get("camera") or None), verdict=verdict, label=label,
+        min_score=number("min_score", float), max_score=number("max_score", float),
+        since_ns=None if since_h is None else time.time_ns() - int(since_h * 3.6e12),
+        model=(args.get("model") or None), disagreements=view == "disagreements",
+        order="closeness" if view == "disagreements" else "newest",
+        after_id=number("after_id", int),
+    )
+
+
+@bp.get("/inspections")
+@login_required()
+def inspections() -> Any:
+    filters = filters_from(request.args)
+    limit = min(MAX_PAGE, max(1, request.args.get("limit", 50, type=int)))
+    offset = max(0, request.args.get("offset", 0, type=int))
+    rows = _store().search(filters, limit, offset)
+    return jsonify(items=[row_json(r) for r in rows], total=_store().search_count(filters))
+
+
+@bp.get("/inspections/<int:inspection_id>")
+@login_required()
+def inspection(inspection_id: int) -> Any:
+    row = _store().get(inspection_id)
+    if row is None:
+        abort(404)
+    return jsonify(**row_json(row), history=_store().label_history(inspection_id))
+
+
+def _apply_label(inspection_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    label = body.get("label")
+    defect_type = body.get("defect_type") or None
+    note = body.get("note") or None
+    role = g.user["role"]
+    allowed = ("good", "defect") if role == "operator" else ("good", "defect", "none")
+    if label not in allowed:
+        abort(400, f"label must be one of {', '.join(allowed)}")
+    if defect_type is not None and (label != "defect" or defect_type not in
+                                     current_app.config["DEFECT_TYPES"]):
+        abort(400, "defect_type must be one of the configured types, on a defect label")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+        abort(400, f"note must be text of at most {MAX_NOTE} characters")
+    try:
+        _store().add_label(inspection_id, label, g.user["name"], defect_type, note)
+    except KeyError:
+        abort(404)
+    return row_json(_store().get(inspection_id))
+
+
+@bp.post("/inspections/<int:inspection_id>/label")
+@login_required("operator", "qa")
+def label(inspection_id: int) -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "send a JSON object")
+    return jsonify(_apply_label(inspection_id, body))
+
+
+@bp.post("/inspections/labels")
+@login_required("qa")
+def bulk_label() -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("ids"), list):
+        abort(400, "send {\"ids\": [...], \"label\": ...}")
+    ids = body["ids"]
+    if len(ids) > MAX_PAGE or not all(isinstance(i, int) for i in ids):
+        abort(400, f"ids must be at most {MAX_PAGE} integers")
+    return jsonify(items=[_apply_label(i, body) for i in ids])
+
+
+@bp.get("/panel")
+@login_required("operator")
+def panel() -> Any:
+    """What the operator panel shows: per-camera tiles and the queue of unreviewed rejects."""
+    store = _store()
+    now = time.time_ns()
+    midnight = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+                   .timestamp() * 1e9)
+    today = store.verdict_counts(midnight)
+    last_minute = store.verdict_counts(now - 60_000_000_000)
+    cameras = sorted(set(today) | set(_live_cameras()))
+    tiles = []
+    for camera in cameras:
+        latest = store.search(SearchFilters(camera=camera), limit=1)
+        counts = today.get(camera, dict.fromkeys(VERDICTS, 0))
+        total = sum(counts.values())
+        tiles.append({
+            "camera": camera,
+            "last": row_json(latest[0]) if latest else None,
+            "per_minute": sum(last_minute.get(camera, {}).values()),
+            "today": counts,
+            "yield": None if total == 0 else counts["pass"] / total,
+        })
+    queue = store.search(SearchFilters(unreviewed_rejects=True), limit=QUEUE_SIZE)
+    return jsonify(cameras=tiles, queue=[row_json(r) for r in queue],
+                   queue_total=store.search_count(SearchFilters(unreviewed_rejects=True)))
+
+
+@bp.get("/accounting")
+@login_required()
+def accounting() -> Any:
+    live = current_app.extensions["live"]
+    return jsonify(live.accounting() if live is not None else {})
+
+
+@bp.get("/audit")
+@login_required("admin")
+def audit() -> Any:
+    return jsonify(items=_store().audit_log(min(MAX_PAGE, request.args.get("limit", 200,
+                                                                          type=int))))
+
+
+def _live_cameras() -> list[str]:
+    live = current_app.extensions["live"]
+    return list(live.accounting()) if live is not None else []
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(404)
+def json_error(error: Any) -> Any:
+    return jsonify(error=error.description), error.code

@@ -1,0 +1,41 @@
+"""QA review: a filtered grid of samples, a detail view, relabeling by keyboard or in bulk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, render_template, request
+
+from inspector.store import VERDICTS
+from web.api import filters_from, row_json
+from web.auth import login_required
+
+bp = Blueprint("review", __name__, url_prefix="/review")
+PAGE = 60
+
+
+@bp.get("/")
+@login_required("qa")
+def grid() -> Any:
+    store = current_app.extensions["store"]
+    filters = filters_from(request.args)
+    page = max(0, request.args.get("page", 0, type=int))
+    rows = store.search(filters, PAGE, page * PAGE)
+    return render_template(
+        "review.html", items=[row_json(r) for r in rows], total=store.search_count(filters),
+        page=page, pages=PAGE, args=request.args, verdicts=VERDICTS,
+        defect_types=current_app.config["DEFECT_TYPES"],
+        disagreements=request.args.get("view") == "disagreements",
+    )
+
+
+@bp.get("/<int:inspection_id>")
+@login_required("qa")
+def detail(inspection_id: int) -> Any:
+    store = current_app.extensions["store"]
+    row = store.get(inspection_id)
+    if row is None:
+        abort(404)
+    return render_template("detail.html", item=row_json(row),
+                           history=store.label_history(inspection_id),
+                           defect_types=current_app.config["DEFECT_TYPES"])

@@ -1,0 +1,61 @@
+// Operator panel: refreshes from /api/panel every two seconds; one tap labels a reject.
+"use strict";
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value; else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function tile(cam) {
+  const verdict = cam.last ? cam.last.verdict : "none";
+  const yieldText = cam.yield === null ? "–" : `${(100 * cam.yield).toFixed(1)}%`;
+  return el("div", { class: `tile ${verdict}`, "data-camera": cam.camera },
+    el("div", { class: "camera" }, cam.camera),
+    el("div", { class: "verdict-big" }, verdict),
+    el("div", { class: "stats" }, `${cam.per_minute}/min · yield today ${yieldText}`));
+}
+
+function rejectCard(item) {
+  const img = item.overlay_url || item.image_url;
+  const score = item.score === null ? "–" : item.score.toFixed(3);
+  const threshold = item.threshold === null ? "–" : item.threshold.toFixed(3);
+  const confirm = el("button", { class: "big confirm", "data-label": "defect" }, "Confirm defect");
+  const override = el("button", { class: "big override", "data-label": "good" }, "Override to good");
+  for (const button of [confirm, override]) {
+    button.addEventListener("click", () => label(item.id, button.dataset.label));
+  }
+  return el("article", { class: "reject-card", "data-id": String(item.id) },
+    img ? el("img", { src: img, alt: `reject ${item.id}` }) : el("p", { class: "empty" }, "no image"),
+    el("div", { class: "score" }, `${item.camera} · score ${score} / threshold ${threshold}`),
+    el("div", { class: "stats" }, `${item.time}${item.error ? " · " + item.error : ""}`),
+    el("div", { class: "actions" }, confirm, override));
+}
+
+async function label(id, value) {
+  const response = await fetch(`/api/inspections/${id}/label`, {
+    method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+    body: JSON.stringify({ label: value }),
+  });
+  if (response.ok) document.querySelector(`.reject-card[data-id="${id}"]`)?.remove();
+  refresh();
+}
+
+async function refresh() {
+  const response = await fetch("/api/panel");
+  if (response.status === 401) { window.location = "/login?next=/panel"; return; }
+  if (!response.ok) return;
+  const data = await response.json();
+  document.getElementById("cameras").replaceChildren(...data.cameras.map(tile));
+  const queue = document.getElementById("queue");
+  queue.replaceChildren(...(data.queue.length ? data.queue.map(rejectCard)
+    : [el("p", { class: "empty" }, "No rejects waiting.")]));
+  document.getElementById("queue-total").textContent = `(${data.queue_total})`;
+}
+
+refresh();
+setInterval(refresh, 2000);

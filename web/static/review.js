@@ -1,0 +1,78 @@
+// QA review by keyboard: j/k move, g/d label, 1-9 defect type, u undo, x select, Enter open.
+"use strict";
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const grid = document.getElementById("grid");
+const types = grid.dataset.types ? grid.dataset.types.split(",") : [];
+const cards = [...grid.querySelectorAll(".card")];
+const status = document.getElementById("status");
+const undoStack = [];
+let current = cards.findIndex((c) => c.classList.contains("selected"));
+
+function select(index) {
+  if (!cards.length) return;
+  current = Math.max(0, Math.min(cards.length - 1, index));
+  cards.forEach((card, i) => card.classList.toggle("selected", i === current));
+  cards[current].scrollIntoView({ block: "nearest" });
+}
+
+async function post(url, body) {
+  const response = await fetch(url, {
+    method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) { status.textContent = `failed: ${response.status}`; return null; }
+  return response.json();
+}
+
+function show(card, item) {
+  card.dataset.label = item.label || "";
+  card.dataset.type = item.defect_type || "";
+  const text = (item.label || "unlabeled") + (item.defect_type ? ` · ${item.defect_type}` : "");
+  const target = card.querySelector(".label") || document.getElementById("current-label");
+  if (target) target.textContent = text;
+  status.textContent = `#${item.id}: ${text}`;
+}
+
+async function setLabel(card, label, defectType = null, remember = true) {
+  const before = { label: card.dataset.label || "none", defect_type: card.dataset.type || null };
+  const item = await post(`/api/inspections/${card.dataset.id}/label`,
+    { label, defect_type: defectType });
+  if (!item) return;
+  if (remember) undoStack.push({ card, ...before });
+  show(card, item);
+}
+
+async function bulk(label) {
+  const picked = cards.filter((c) => c.querySelector(".pick")?.checked);
+  if (!picked.length) { status.textContent = "select samples first (x or the checkboxes)"; return; }
+  const result = await post("/api/inspections/labels",
+    { ids: picked.map((c) => Number(c.dataset.id)), label });
+  if (!result) return;
+  result.items.forEach((item, i) => show(picked[i], item));
+  status.textContent = `${picked.length} samples marked ${label}`;
+}
+
+document.querySelectorAll("[data-bulk]").forEach((button) =>
+  button.addEventListener("click", () => bulk(button.dataset.bulk)));
+
+document.addEventListener("keydown", async (event) => {
+  if (event.target.matches("input, select, textarea") || event.ctrlKey || event.metaKey) return;
+  const card = cards[current];
+  if (event.key === "j") select(current + 1);
+  else if (event.key === "k") select(current - 1);
+  else if (event.key === "Enter" && card) card.querySelector("a")?.click();
+  else if (event.key === "x" && card) {
+    const box = card.querySelector(".pick"); if (box) box.checked = !box.checked;
+  } else if (event.key === "g" && card) await setLabel(card, "good");
+  else if (event.key === "d" && card) await setLabel(card, "defect", card.dataset.type || null);
+  else if (/^[1-9]$/.test(event.key) && card && types[Number(event.key) - 1]) {
+    await setLabel(card, "defect", types[Number(event.key) - 1]);
+  } else if (event.key === "u") {
+    const last = undoStack.pop();
+    if (last) await setLabel(last.card, last.label, last.defect_type, false);
+    else status.textContent = "nothing to undo";
+  } else return;
+  event.preventDefault();
+});
+
+if (current < 0) select(0);
