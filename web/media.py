@@ -16,7 +16,10 @@ bp = Blueprint("media", __name__, url_prefix="/media")
 @login_required()
 def image(name: str) -> Any:
     store = current_app.extensions["store"]
-    if not name.startswith("images/") or safe_join(str(store.root), name) is None:
-        abort(404)  # traversal attempts and anything outside images/ look like nothing
+    parts = name.split("/")
+    # Traversal attempts and anything outside images/ look like nothing at all.
+    if (parts[0] != "images" or any(p in ("", ".", "..") or "\\" in p for p in parts)
+            or safe_join(str(store.root), name) is None):
+        abort(404)
     response = send_from_directory(store.root, name, max_age=3600)
     return response

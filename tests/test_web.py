@@ -1,0 +1,196 @@
+"""The web UI's server side: roles, CSRF, cookies, hostile requests, the JSON API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from web import create_app
+
+from .webutil import PASSWORDS, filled_store, web_config
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    store = filled_store(tmp_path / "store")
+    yield create_app(web_config(tmp_path / "store"), store)
+    store.close()
+
+
+def _csrf(client: FlaskClient, path: str = "/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def login(client: FlaskClient, role: str) -> str:
+    token = _csrf(client)
+    response = client.post("/login", data={"username": role, "password": PASSWORDS[role],
+                                           "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return _csrf(client)  # signing in starts a new session, with a new token
+
+
+@pytest.mark.parametrize("path", ["/panel", "/review/", "/admin/", "/review/1"])
+def test_unauthenticated_pages_redirect_to_login(app: Flask, path: str) -> None:
+    response = app.test_client().get(path)
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("path", ["/api/inspections", "/api/panel", "/media/images/x.jpg"])
+def test_unauthenticated_api_gets_401(app: Flask, path: str) -> None:
+    assert app.test_client().get(path).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed", "forbidden"),
+    [("operator", ["/panel", "/api/panel"], ["/review/", "/admin/", "/api/audit"]),
+     ("qa", ["/review/", "/review/?view=disagreements"], ["/panel", "/admin/", "/api/panel"]),
+     ("admin", ["/panel", "/review/", "/admin/", "/api/audit"], [])],
+)
+def test_each_role_sees_its_pages_and_gets_403_elsewhere(
+    app: Flask, role: str, allowed: list[str], forbidden: list[str]
+) -> None:
+    client = app.test_client()
+    login(client, role)
+    for path in allowed:
+        assert client.get(path).status_code == 200, path
+    for path in forbidden:
+        assert client.get(path).status_code == 403, path
+
+
+def test_wrong_password_is_refused(app: Flask) -> None:
+    client = app.test_client()
+    token = _csrf(client)
+    response = client.post("/login", data={"username": "qa", "password": "nope",
+                                           "csrf_token": token})
+    assert response.status_code == 200 and "Wrong user name or password" in response.text
+    assert client.get("/review/").status_code == 302
+
+
+def test_state_changing_requests_without_csrf_token_get_400(app: Flask) -> None:
+    client = app.test_client()
+    assert client.post("/login", data={"username": "qa", "password": PASSWORDS["qa"]}
+                       ).status_code == 400
+    login(client, "qa")
+    response = client.post("/api/inspections/1/label", json={"label": "good"})
+    assert response.status_code == 400
+    assert app.extensions["store"].get(1)["label"] is None
+
+
+def test_a_label_with_the_token_is_stored_with_its_history(app: Flask) -> None:
+    client = app.test_client()
+    token = login(client, "qa")
+    headers = {"X-CSRFToken": token}
+    assert client.post("/api/inspections/1/label", json={"label": "defect",
+                       "defect_type": "scratch"}, headers=headers).status_code == 200
+    assert client.post("/api/inspections/1/label", json={"label": "good"},
+                       headers=headers).status_code == 200
+    detail = client.get("/api/inspections/1").get_json()
+    assert detail["label"] == "good"
+    assert [(h["label"], h["previous_label"]) for h in detail["history"]] == [
+        ("defect", None), ("good", "defect")]
+    audit = app.extensions["store"].audit_log()
+    assert [a["action"] for a in audit[:2]] == ["label", "label"] and audit[0]["user"] == "qa"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"label": "maybe"}, {"label": "good", "defect_type": "scratch"},
+     {"label": "defect", "defect_type": "not-a-type"}, {"label": "defect", "note": "x" * 5000},
+     ["not", "an", "object"]],
+)
+def test_bad_label_requests_get_400(app: Flask, body: object) -> None:
+    client = app.test_client()
+    token = login(client, "qa")
+    response = client.post("/api/inspections/1/label", json=body, headers={"X-CSRFToken": token})
+    assert response.status_code in (400, 413)
+
+
+def test_operators_may_only_confirm_or_override(app: Flask) -> None:
+    client = app.test_client()
+    token = login(client, "operator")
+    headers = {"X-CSRFToken": token}
+    assert client.post("/api/inspections/3/label", json={"label": "none"},
+                       headers=headers).status_code == 400
+    assert client.post("/api/inspections/3/label", json={"label": "good"},
+                       headers=headers).status_code == 200
+    assert client.post("/api/inspections/labels", json={"ids": [1], "label": "good"},
+                       headers=headers).status_code == 403
+
+
+def test_oversized_form_input_is_rejected(app: Flask) -> None:
+    client = app.test_client()
+    token = _csrf(client)
+    response = client.post("/login", data={"username": "qa", "password": "x" * 200_000,
+                                           "csrf_token": token})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/media/../inspections.db", "/media/images/../inspections.db", "/media/%2e%2e/web_secret_key",
+     "/media/images/..%2f..%2fetc%2fpasswd", "/media/inspections.db", "/media//etc/passwd"],
+)
+def test_path_traversal_on_image_routes_gets_404(app: Flask, path: str) -> None:
+    client = app.test_client()
+    login(client, "qa")
+    assert client.get(path, follow_redirects=True).status_code == 404
+
+
+def test_stored_images_are_served(app: Flask) -> None:
+    client = app.test_client()
+    login(client, "qa")
+    item = client.get("/api/inspections?verdict=reject").get_json()["items"][0]
+    response = client.get(item["overlay_url"])
+    assert response.status_code == 200 and response.mimetype == "image/png"
+
+
+def test_session_cookie_is_httponly_and_samesite(app: Flask, tmp_path: Path) -> None:
+    client = app.test_client()
+    token = _csrf(client)
+    response = client.post("/login", data={"username": "qa", "password": PASSWORDS["qa"],
+                                           "csrf_token": token})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    secure = create_app(web_config(tmp_path / "store", secure_cookies=True),
+                        app.extensions["store"])
+    client = secure.test_client()
+    token = _csrf(client)
+    cookie = client.post("/login", data={"username": "qa", "password": PASSWORDS["qa"],
+                                         "csrf_token": token}).headers["Set-Cookie"]
+    assert "Secure" in cookie
+
+
+def test_open_redirects_after_login_are_refused(app: Flask) -> None:
+    client = app.test_client()
+    token = _csrf(client)
+    response = client.post("/login?next=//evil.example/x", data={
+        "username": "qa", "password": PASSWORDS["qa"], "csrf_token": token})
+    assert response.headers["Location"] == "/"
+
+
+def test_api_filters_and_rejects_bad_values(app: Flask) -> None:
+    client = app.test_client()
+    login(client, "qa")
+    rejects = client.get("/api/inspections?verdict=reject").get_json()
+    assert rejects["total"] == 4 and {i["verdict"] for i in rejects["items"]} == {"reject"}
+    assert client.get("/api/inspections?min_score=1.0").get_json()["total"] == 4
+    assert client.get("/api/inspections?verdict=bogus").status_code == 400
+    assert client.get("/api/inspections?min_score=abc").status_code == 400
+    assert client.get("/api/inspections/99999").status_code == 404
+
+
+def test_disagreements_are_sorted_by_closeness_to_the_threshold(app: Flask) -> None:
+    store = app.extensions["store"]
+    store.add_label(2, "good", "qa")  # a pass labeled good: agreement
+    store.add_label(4, "good", "qa")  # a reject (1.5) labeled good: disagreement
+    store.add_label(3, "defect", "qa", "dent")  # a pass (0.5) labeled defect: disagreement
+    client = app.test_client()
+    login(client, "qa")
+    items = client.get("/api/inspections?view=disagreements").get_json()["items"]
+    assert sorted(i["id"] for i in items) == [3, 4]
