@@ -114,7 +114,7 @@ def test_invalid_config_names_the_key(data: dict, key: str, reason: str) -> None
 
 
 def test_all_problems_are_reported_at_once() -> None:
-    data = {"cameras": [folder(fps=0, colour=1)], "web": {"port": 0}}
+    data = {"cameras": [folder(fps=0, colour=1)], "web": {"port": -1}}
     with pytest.raises(ConfigError) as caught:
         parse_config(data, environ={})
     keys = sorted(problem.split(":")[0] for problem in caught.value.problems)
@@ -177,7 +177,7 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ok (2 camera(s))" in capsys.readouterr().out
 
     bad = tmp_path / "bad.toml"
-    bad.write_text("[[cameras]]\nid = 'a'\ntype = 'folder'\nfps = -1\n[web]\nport = 0\n")
+    bad.write_text("[[cameras]]\nid = 'a'\ntype = 'folder'\nfps = -1\n[web]\nport = -1\n")
     assert main(["check-config", str(bad)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert sorted(lines) == [

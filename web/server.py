@@ -43,5 +43,9 @@ class WebServer:
         return [(role, add_user(store, role, role)) for role in ROLES]
 
     def close(self) -> None:
-        self._server.close()
+        # Closing the listener alone leaves keep-alive connections in waitress's loop,
+        # which then runs on; close them all and stop the worker threads.
+        for channel in list(self._server._map.values()):
+            channel.close()
+        self._server.task_dispatcher.shutdown(timeout=2)
         self._thread.join(5)

@@ -1,0 +1,117 @@
+"""The web UI in a real headless browser: Debian's chromium driven by Playwright.
+
+Skips where chromium or Playwright is missing (a user's machine); CI installs both.
+Screenshots of the panel and the review page land in ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from web.server import WebServer
+
+from .conftest import REPO_ROOT
+from .webutil import PASSWORDS, filled_store, record, web_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no chromium at {CHROMIUM}", allow_module_level=True)
+
+ARTIFACTS = REPO_ROOT / "artifacts"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[WebServer]:
+    store = filled_store(tmp_path / "store")
+    web = WebServer(web_config(tmp_path / "store", host="127.0.0.1"), store)
+    web.start()
+    yield web
+    web.close()
+    store.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def sign_in(page: object, server: WebServer, role: str) -> None:
+    page.goto(server.url + "login")
+    page.fill("input[name=username]", role)
+    page.fill("input[name=password]", PASSWORDS[role])
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+@pytest.mark.parametrize(("role", "landing"), [("operator", "/panel"), ("qa", "/review/"),
+                                                ("admin", "/panel")])
+def test_each_role_signs_in_and_lands_on_its_page(page, server, role, landing) -> None:
+    sign_in(page, server, role)
+    assert page.url.endswith(landing)
+    assert page.locator(".logout span").inner_text() == f"{role} ({role})"
+
+
+@pytest.mark.parametrize(("role", "forbidden"), [("operator", ["/review/", "/admin/"]),
+                                                  ("qa", ["/panel", "/admin/"])])
+def test_pages_outside_a_role_answer_403(page, server, role, forbidden) -> None:
+    sign_in(page, server, role)
+    for path in forbidden:
+        assert page.goto(server.url + path.lstrip("/")).status == 403
+
+
+def test_operator_sees_a_new_reject_without_reloading_and_overrides_it(page, server) -> None:
+    store = server.app.extensions["store"]
+    sign_in(page, server, "operator")
+    page.wait_for_selector(".reject-card")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "panel-1280x800.png"))
+    (new_id,) = store.add_inspections([record(500, "reject", 1.9, camera="cam2")])
+    card = page.locator(f'.reject-card[data-id="{new_id}"]')
+    card.wait_for()  # appears by polling; the page is never reloaded
+    assert page.locator('.tile[data-camera="cam2"]').count() == 1
+    card.get_by_role("button", name="Override to good").click()
+    card.wait_for(state="detached")
+    assert store.get(new_id)["label"] == "good"
+    assert store.label_history(new_id)[-1]["user"] == "operator"
+
+
+def test_qa_relabels_three_samples_with_the_keyboard_only(page, server) -> None:
+    store = server.app.extensions["store"]
+    sign_in(page, server, "qa")
+    page.wait_for_selector(".card.selected")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review-1280x800.png"))
+    ids = [int(x) for x in page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.id)")]
+    keys = ["g", "j", "d", "j", "3"]  # good, next, defect, next, defect of type 3
+    for key in keys:
+        page.keyboard.press(key)
+        page.wait_for_timeout(150)
+    # Locator waits, not wait_for_function: the page's CSP forbids evaluating strings.
+    sync_api.expect(page.locator("#status")).to_have_text(re.compile(rf"^#{ids[2]}: defect"))
+    types = server.app.config["DEFECT_TYPES"]
+    assert store.get(ids[0])["label"] == "good"
+    assert store.get(ids[1])["label"] == "defect"
+    assert (store.get(ids[2])["label"], store.get(ids[2])["defect_type"]) == ("defect", types[2])
+    page.keyboard.press("u")  # undo the last one: back to unlabeled
+    sync_api.expect(page.locator("#status")).to_have_text(f"#{ids[2]}: unlabeled")
+    assert store.get(ids[2])["label"] is None
+    assert [h["label"] for h in store.label_history(ids[2])] == ["defect", "none"]
