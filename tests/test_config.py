@@ -183,5 +183,5 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert sorted(lines) == [
         f"{bad}: cameras[0].fps: Input should be greater than 0 (got -1)",
         f"{bad}: cameras[0].path: required key is missing",
-        f"{bad}: web.port: Input should be greater than or equal to 1 (got 0)",
+        f"{bad}: web.port: Input should be greater than or equal to 0 (got -1)",
     ]
