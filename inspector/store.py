@@ -724,6 +724,33 @@ class Store:
             counts.setdefault(camera, dict.fromkeys(VERDICTS, 0))[verdict] = n
         return counts
 
+    def timeline(self, since_ns: int, bucket_s: int) -> list[tuple[str, int, str, int]]:
+        """``(camera, bucket start in s, verdict, count)`` rows since ``since_ns``."""
+        bucket_ns = int(bucket_s * 1e9)
+        rows = self._query(
+            "SELECT camera, (inspected_ns / ?) * ? / 1000000000, verdict, COUNT(*)"
+            " FROM inspections WHERE inspected_ns >= ? GROUP BY 1, 2, 3 ORDER BY 2",
+            (bucket_ns, bucket_ns, since_ns))
+        return [tuple(r) for r in rows]
+
+    def scores_since(self, since_ns: int, limit: int = 50_000) -> list[tuple[str, str, float,
+                                                                          float | None]]:
+        """``(camera, verdict, score, total latency ms)`` of the newest inspections."""
+        rows = self._query(
+            "SELECT camera, verdict, score, json_extract(latency_json, '$.total')"
+            " FROM inspections WHERE inspected_ns >= ? AND score IS NOT NULL"
+            " ORDER BY inspected_ns DESC LIMIT ?", (since_ns, int(limit)))
+        return [tuple(r) for r in rows]
+
+    def active_model(self) -> dict | None:
+        rows = self._query("SELECT sha256, name, card_json FROM models"
+                           " ORDER BY active_from_ns DESC NULLS LAST LIMIT 1")
+        if not rows:
+            return None
+        card = json.loads(rows[0]["card_json"])
+        return {"sha256": rows[0]["sha256"], "name": rows[0]["name"],
+                "threshold": card.get("threshold", {}).get("value")}
+
     def add_user(self, name: str, role: str, password_hash: str) -> None:
         """Create or replace a user (the password hash comes from the web layer)."""
         with self._transaction() as conn:

@@ -115,3 +115,16 @@ def test_qa_relabels_three_samples_with_the_keyboard_only(page, server) -> None:
     sync_api.expect(page.locator("#status")).to_have_text(f"#{ids[2]}: unlabeled")
     assert store.get(ids[2])["label"] is None
     assert [h["label"] for h in store.label_history(ids[2])] == ["defect", "none"]
+
+
+def test_statistics_page_draws_its_charts_from_local_scripts(page, server) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    sign_in(page, server, "qa")
+    page.goto(server.url + "stats")
+    page.wait_for_selector("#histogram canvas")
+    assert page.locator(".chart canvas").count() == 4
+    sync_api.expect(page.locator("#latency tr")).to_have_count(2)  # header + cam1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "stats-1280x800.png"), full_page=True)
+    assert all(url.startswith(server.url) for url in requests)  # nothing from the network

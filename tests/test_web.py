@@ -194,3 +194,54 @@ def test_disagreements_are_sorted_by_closeness_to_the_threshold(app: Flask) -> N
     login(client, "qa")
     items = client.get("/api/inspections?view=disagreements").get_json()["items"]
     assert sorted(i["id"] for i in items) == [3, 4]
+
+
+def test_statistics_summarise_the_store(app: Flask) -> None:
+    client = app.test_client()
+    login(client, "operator")
+    assert client.get("/stats").status_code == 200
+    data = client.get("/api/stats?hours=1").get_json()
+    series = data["series"]["cam1"]
+    assert sum(series["per_minute"]) * data["bucket_s"] / 60 == pytest.approx(12)
+    assert all(0 <= r <= 1 for r in series["reject_rate"])
+    hist = data["histogram"]
+    assert sum(hist["pass"]) == 8 and sum(hist["reject"]) == 4
+    assert data["latency"]["cam1"]["p50"] == pytest.approx(5.0)
+    assert client.get("/api/stats?hours=abc").status_code == 200  # falls back to the default
+
+
+class _Live:
+    """The slice of a running InspectionService the live view reads."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        from inspector.demo import DEMO_MODEL
+        from inspector.detector import Detector
+        from inspector.service import Preview
+
+        self.detector = Detector.open(DEMO_MODEL, providers=("cpu",))
+        self.preview = Preview()
+        frame = np.full((64, 64, 3), 120, np.uint8)
+        self.preview.update("cam1", frame, np.ones((64, 64), np.float32), {"seq": 1})
+
+    def accounting(self) -> dict:
+        return {"cam1": {"received": 1, "inspected": 1}}
+
+
+def test_live_view_streams_jpeg_frames_and_is_absent_without_a_pipeline(
+    app: Flask, tmp_path: Path
+) -> None:
+    client = app.test_client()
+    login(client, "operator")
+    assert "needs the UI inside" in client.get("/live").text
+    assert client.get("/live/cam1.mjpg").status_code == 404
+    live_app = create_app(web_config(tmp_path / "store"), app.extensions["store"], _Live())
+    client = live_app.test_client()
+    login(client, "operator")
+    assert "cam1.mjpg" in client.get("/live").text
+    response = client.get("/live/cam1.mjpg?overlay=1", buffered=False)
+    chunk = next(response.response)
+    assert chunk.startswith(b"--frame\r\nContent-Type: image/jpeg") and b"\xff\xd8" in chunk
+    response.close()
+    assert client.get("/live/nope.mjpg").status_code == 404

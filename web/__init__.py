@@ -43,9 +43,9 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     app.extensions["inspector_config"] = config
     csrf.init_app(app)
 
-    from web import admin, api, auth, media, operator, review
+    from web import admin, api, auth, live, media, operator, review, stats
 
-    for module in (auth, operator, review, admin, api, media):
+    for module in (auth, operator, review, admin, api, media, stats, live):
         app.register_blueprint(module.bp)
 
     @app.get("/")

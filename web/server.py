@@ -23,7 +23,7 @@ class WebServer:
     def __init__(self, config: Config, store: Store, live: Any = None) -> None:
         self.app = create_app(config, store, live)
         self._server = create_server(self.app, host=config.web.host, port=config.web.port,
-                                     threads=4, ident="inspector")
+                                     threads=8, ident="inspector")
         self.url = f"http://{config.web.host}:{self._server.effective_port}/"
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
 

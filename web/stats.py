@@ -1,0 +1,79 @@
+"""Statistics: throughput, reject rate and yield over time, score histogram, latency, accounting."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from web.auth import login_required
+
+bp = Blueprint("stats", __name__)
+HISTOGRAM_BINS = 40
+
+
+@bp.get("/stats")
+@login_required()
+def page() -> Any:
+    return render_template("stats.html")
+
+
+@bp.get("/api/stats")
+@login_required()
+def data() -> Any:
+    store = current_app.extensions["store"]
+    hours = min(24 * 30, max(0.1, request.args.get("hours", 24, type=float)))
+    since = time.time_ns() - int(hours * 3.6e12)
+    bucket = max(60, int(hours * 3600 / 120))  # about 120 points per line
+    timeline: dict[str, dict[int, dict[str, int]]] = {}
+    for camera, start, verdict, count in store.timeline(since, bucket):
+        timeline.setdefault(camera, {}).setdefault(int(start), {})[verdict] = count
+    series = {}
+    for camera, buckets in timeline.items():
+        starts = sorted(buckets)
+        totals = [sum(buckets[t].values()) for t in starts]
+        series[camera] = {
+            "t": starts,
+            "per_minute": [n * 60 / bucket for n in totals],
+            "reject_rate": [buckets[t].get("reject", 0) / n for t, n in zip(starts, totals,
+                                                                             strict=True)],
+            "yield": [buckets[t].get("pass", 0) / n for t, n in zip(starts, totals, strict=True)],
+        }
+    rows = store.scores_since(since)
+    model = store.active_model()
+    live = current_app.extensions["live"]
+    if live is not None:
+        card = live.detector.card
+        model = {"sha256": live.detector.model.sha256, "name": card.name,
+                 "threshold": card.threshold.value}
+    return jsonify(bucket_s=bucket, since_s=since // 10**9, until_s=time.time_ns() // 10**9,
+                   series=series, histogram=_histogram(rows, model),
+                   latency=_latency(rows), model=model,
+                   accounting=live.accounting() if live is not None else None)
+
+
+def _histogram(rows: list[tuple], model: dict | None) -> dict[str, Any]:
+    scores = np.array([r[2] for r in rows], dtype=np.float64)
+    if scores.size == 0:
+        return {"edges": [], "pass": [], "reject": [], "threshold": None}
+    threshold = model["threshold"] if model else None
+    high = max(scores.max(), threshold or 0) * 1.05
+    edges = np.linspace(min(scores.min(), 0), high, HISTOGRAM_BINS + 1)
+    rejected = np.array([r[1] != "pass" for r in rows])
+    return {
+        "edges": edges.tolist(),
+        "pass": np.histogram(scores[~rejected], edges)[0].tolist(),
+        "reject": np.histogram(scores[rejected], edges)[0].tolist(),
+        "threshold": threshold,
+    }
+
+
+def _latency(rows: list[tuple]) -> dict[str, dict[str, float]]:
+    by_camera: dict[str, list[float]] = {}
+    for camera, _, _, latency in rows:
+        if latency is not None:
+            by_camera.setdefault(camera, []).append(latency)
+    return {camera: {f"p{q}": round(float(np.percentile(v, q)), 2) for q in (50, 90, 99)}
+            | {"n": len(v)} for camera, v in sorted(by_camera.items())}
