@@ -151,7 +151,16 @@ ALTER TABLE labels_v2 RENAME TO labels;
 CREATE INDEX labels_inspection ON labels(inspection_id);
 """
 
-MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+# v3: indexes for the UI with a large history: per-camera verdict counts over a time
+# range read only the index, and the operator's queue of unreviewed rejects has its own.
+_SCHEMA_V3 = """
+CREATE INDEX inspections_time_camera_verdict ON inspections(inspected_ns, camera, verdict);
+CREATE INDEX inspections_unreviewed ON inspections(inspected_ns)
+    WHERE label IS NULL AND verdict IN ('reject', 'error');
+"""
+
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
+    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -334,8 +343,8 @@ class SearchFilters:
         if self.disagreements:
             clauses.append("((label = 'good' AND verdict != 'pass')"
                            " OR (label = 'defect' AND verdict = 'pass'))")
-        if self.unreviewed_rejects:
-            clauses.append("verdict IN ('reject', 'error') AND label IS NULL")
+        if self.unreviewed_rejects:  # the same terms as the partial index, so it is used
+            clauses.append("label IS NULL AND verdict IN ('reject', 'error')")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -714,15 +723,21 @@ class Store:
         where, params = filters.sql()
         return int(self._query(f"SELECT COUNT(*) FROM inspections{where}", params)[0][0])
 
-    def verdict_counts(self, since_ns: int) -> dict[str, dict[str, int]]:
-        """Per camera, how many of each verdict since ``since_ns``."""
+    def verdict_counts(self, since_ns: int, after_id: int = 0,
+                       upto_id: int | None = None) -> dict[str, dict[str, int]]:
+        """Per camera, how many of each verdict since ``since_ns``; rows ``after_id`` <
+        id <= ``upto_id`` only, so a caller can keep a running total of what is new."""
         rows = self._query(
             "SELECT camera, verdict, COUNT(*) FROM inspections WHERE inspected_ns >= ?"
-            " GROUP BY camera, verdict", (since_ns,))
+            " AND id > ? AND id <= ? GROUP BY camera, verdict",
+            (since_ns, after_id, upto_id if upto_id is not None else 2**63 - 1))
         counts: dict[str, dict[str, int]] = {}
         for camera, verdict, n in rows:
             counts.setdefault(camera, dict.fromkeys(VERDICTS, 0))[verdict] = n
         return counts
+
+    def last_id(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM inspections")[0][0])
 
     def timeline(self, since_ns: int, bucket_s: int) -> list[tuple[str, int, str, int]]:
         """``(camera, bucket start in s, verdict, count)`` rows since ``since_ns``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -133,7 +134,7 @@ def panel() -> Any:
     now = time.time_ns()
     midnight = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
                    .timestamp() * 1e9)
-    today = store.verdict_counts(midnight)
+    today = _today_counts(store, midnight)
     last_minute = store.verdict_counts(now - 60_000_000_000)
     cameras = sorted(set(today) | set(_live_cameras()))
     tiles = []
@@ -165,6 +166,25 @@ def accounting() -> Any:
 def audit() -> Any:
     return jsonify(items=_store().audit_log(min(MAX_PAGE, request.args.get("limit", 200,
                                                                           type=int))))
+
+
+_today_lock = threading.Lock()
+
+
+def _today_counts(store: Any, midnight: int) -> dict[str, dict[str, int]]:
+    """Today's verdicts per camera, kept as a running total: each poll counts only the
+    rows added since the last one instead of the whole day."""
+    cache = current_app.extensions.setdefault("today_counts", {"day": None})
+    with _today_lock:
+        if cache["day"] != midnight:
+            cache.update(day=midnight, last_id=0, counts={})
+        last_id = store.last_id()
+        for camera, new in store.verdict_counts(midnight, cache["last_id"], last_id).items():
+            counts = cache["counts"].setdefault(camera, dict.fromkeys(VERDICTS, 0))
+            for verdict, n in new.items():
+                counts[verdict] += n
+        cache["last_id"] = last_id
+        return {camera: dict(c) for camera, c in cache["counts"].items()}
 
 
 def _live_cameras() -> list[str]:

@@ -12,6 +12,7 @@ from web.auth import login_required
 
 bp = Blueprint("stats", __name__)
 HISTOGRAM_BINS = 40
+SCORE_SAMPLE = 10_000  # histogram and latency from the newest results in the range
 
 
 @bp.get("/stats")
@@ -41,7 +42,7 @@ def data() -> Any:
                                                                              strict=True)],
             "yield": [buckets[t].get("pass", 0) / n for t, n in zip(starts, totals, strict=True)],
         }
-    rows = store.scores_since(since)
+    rows = store.scores_since(since, SCORE_SAMPLE)
     model = store.active_model()
     live = current_app.extensions["live"]
     if live is not None:
