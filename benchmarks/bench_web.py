@@ -78,6 +78,30 @@ def main() -> None:
                 assert response.status_code == 200, (path, response.status_code)
             print(f"| `GET {path}` | {statistics.median(times):.1f} | {max(times):.1f} |")
         store.close()
+    live_view_cost()
+
+
+def live_view_cost() -> None:
+    """CPU per live stream: encoding time x frames per second, at the caps in web/live.py."""
+    from web.live import LIVE_FPS, MAX_STREAMS, render_frame
+
+    print(f"\nlive view: at most {LIVE_FPS:g} frames/s per stream, {MAX_STREAMS} streams")
+    print("| frame | heatmap | ms per frame | CPU share per stream | CPU share, all streams |")
+    print("|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for height, width in ((256, 256), (1024, 1280), (2048, 2448)):
+        frame = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        heat = rng.random((height, width), dtype=np.float32)
+        for overlay in (False, True):
+            times = []
+            for _ in range(10):
+                t0 = time.perf_counter()
+                render_frame(frame, heat, {}, overlay, 0.0, 1.0)
+                times.append(time.perf_counter() - t0)
+            ms = statistics.median(times) * 1e3
+            share = ms / 1e3 * LIVE_FPS
+            print(f"| {width}x{height} | {'on' if overlay else 'off'} | {ms:.1f} | "
+                  f"{100 * share:.1f}% of a core | {100 * share * MAX_STREAMS:.1f}% |")
 
 
 if __name__ == "__main__":

@@ -79,23 +79,19 @@ def heatmap_overlay(
         amap = cv2.resize(
             np.ascontiguousarray(amap), (width, height), interpolation=cv2.INTER_LINEAR
         )
-    if high <= low:
-        norm = np.zeros((height, width), dtype=np.float32)
-    else:
-        with np.errstate(invalid="ignore", over="ignore"):
-            norm = (amap.astype(np.float64) - low) / (high - low)
-        norm = np.nan_to_num(norm, nan=0.0, posinf=1.0, neginf=0.0)
-        norm = np.clip(norm, 0.0, 1.0).astype(np.float32)
-
-    out = bgr.copy()
-    hot = norm > 0
-    if not hot.any() or alpha == 0.0:
-        return out
-    colours = cv2.applyColorMap(np.round(norm * 255).astype(np.uint8), COLORMAP)
-    weight = (alpha * norm[hot])[:, None]
-    blended = bgr[hot].astype(np.float32) * (1.0 - weight) + colours[hot] * weight
-    out[hot] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-    return out
+    if high <= low or alpha == 0.0:
+        return bgr.copy()
+    # Whole-array float32 arithmetic: it runs on every stored reject and live frame.
+    with np.errstate(invalid="ignore", over="ignore"):
+        norm = (amap - np.float32(low)) * np.float32(1.0 / (high - low))
+    np.nan_to_num(norm, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    np.clip(norm, 0.0, 1.0, out=norm)
+    colours = cv2.applyColorMap(cv2.convertScaleAbs(norm, alpha=255.0), COLORMAP)
+    weight = (norm * np.float32(alpha))[:, :, None]
+    base = bgr.astype(np.float32)
+    # base + (colour - base) * 0 is base exactly: cold pixels keep their values.
+    blended = base + (colours.astype(np.float32) - base) * weight
+    return cv2.convertScaleAbs(blended)
 
 
 def draw_regions(

@@ -1,9 +1,10 @@
 """Live view: the newest frame per camera as an MJPEG stream, with an optional heatmap.
 
 Frames come from the running pipeline's preview (references to the last result,
-no copies). Each stream encodes at most ``LIVE_FPS`` frames a second and only
-when a new frame arrived, and at most ``MAX_STREAMS`` run at once, so the view
-costs a bounded share of the CPU however many people watch.
+no copies). Each stream encodes at most ``LIVE_FPS`` frames a second, only when
+a new frame arrived, at most ``MAX_SIDE`` pixels on a side, and at most
+``MAX_STREAMS`` run at once, so the view costs a bounded share of the CPU however
+large the frames and however many people watch (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 import cv2
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
-from inspector.overlay import heatmap_overlay
+from inspector.overlay import heatmap_overlay, thumbnail
 from web.auth import login_required
 
 bp = Blueprint("live", __name__)
 LIVE_FPS = 5.0
+MAX_SIDE = 800
 MAX_STREAMS = 4
 _streams = threading.BoundedSemaphore(MAX_STREAMS)
 
@@ -35,10 +37,13 @@ def page() -> Any:
 
 def render_frame(frame: Any, anomaly_map: Any, document: dict, overlay: bool,
                  low: float, high: float) -> bytes:
-    """One JPEG of the frame (with the heatmap when asked)."""
-    image = frame
+    """One JPEG of the frame (with the heatmap when asked), at most ``MAX_SIDE`` pixels
+    wide or high: a screen shows no more, and the cost stays the same for 5 MP frames."""
+    image = thumbnail(frame, MAX_SIDE)
     if overlay and anomaly_map is not None:
-        image = heatmap_overlay(frame, anomaly_map, low, high)
+        heat = cv2.resize(anomaly_map, (image.shape[1], image.shape[0]),
+                          interpolation=cv2.INTER_AREA)
+        image = heatmap_overlay(image, heat, low, high)
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return buffer.tobytes() if ok else b""
 
