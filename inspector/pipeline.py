@@ -49,7 +49,6 @@ def run_pipeline(
     duration_s: float | None = None,
     interval_s: float = 2.0,
     source_factory: Callable[[CameraConfig], FrameSource] = make_source,
-    on_started: Callable[[InspectionService, Store], None] | None = None,
     web_server: Callable[[Config, Store, InspectionService], Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run until ``stop_event`` (or ``duration_s``, or every source finished); return the totals.
@@ -83,8 +82,6 @@ def run_pipeline(
         print(f"web UI: {web.url}", file=out, flush=True)
     try:
         group.start(config.bus.triggers)
-        if on_started is not None:
-            on_started(service, store)
         last_report = started
         while not stop_event.wait(0.1) and not group.all_finished():
             now = time.monotonic()
