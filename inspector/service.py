@@ -30,7 +30,7 @@ import numpy as np
 import zmq
 
 from inspector.bus import FrameReceiver, ResultPublisher
-from inspector.card import LoadedModel, load_model
+from inspector.card import LoadedModel, ScoreScale, Threshold, load_model
 from inspector.config import Config
 from inspector.detector import Detector
 from inspector.errors import InspectorError
@@ -150,6 +150,21 @@ class InspectionService:
         if wait:
             loader.join()
         return loader
+
+    def set_threshold(self, value: float, user: str | None = None) -> threading.Thread:
+        """Decide with a new threshold from the next batch on (a copy of the model with an
+        edited card; the ONNX bytes and their hash stay the same). Lasts until restart;
+        ``inspector calibrate`` makes a threshold permanent."""
+        if not value > 0 or value == float("inf"):
+            raise ValueError(f"threshold must be a positive number, got {value}")
+        current = self.detector
+        card = current.card
+        threshold = Threshold(value=float(value), method="manual",
+                              detail={"set_by": user, "previous": card.threshold.value})
+        low = min(card.score_scale.low, value)
+        edited = card.model_copy(update={
+            "threshold": threshold, "score_scale": ScoreScale(low=low, high=2 * value - low)})
+        return self.swap_model(LoadedModel(edited, current.model.onnx, current.model.path))
 
     def rollback(self) -> bool:
         """Go back to the previous model (between two batches); False when there is none."""

@@ -326,3 +326,21 @@ def test_demo_runs_with_no_configuration(tmp_path: Path) -> None:
     for s in summaries:
         assert s["inspected"] > 0 and s["received"] == s["inspected"] + s["stale"]
     assert (tmp_path / "demo" / "inspections.db").is_file()
+
+
+def test_a_new_threshold_takes_over_between_frames_and_can_be_rolled_back(
+    service: tuple,
+) -> None:
+    svc, sender, collect, _ = service
+    old = svc.detector.threshold
+    svc.set_threshold(old * 100, user="admin").join()
+    sender.send(_part(0, "crack"), "cam1", 1, time.time_ns())
+    (record,) = collect.wait(1)
+    assert record.threshold == pytest.approx(old * 100) and record.verdict == "pass"
+    assert svc.detector.model.sha256 == svc.previous.model.sha256  # same ONNX bytes
+    assert svc.detector.card.threshold.detail == {"set_by": "admin", "previous": old}
+    assert svc.rollback()
+    sender.send(_part(0, "crack"), "cam1", 2, time.time_ns())
+    assert collect.wait(2)[-1].verdict == "reject"
+    with pytest.raises(ValueError, match="positive"):
+        svc.set_threshold(-1)

@@ -245,3 +245,47 @@ def test_live_view_streams_jpeg_frames_and_is_absent_without_a_pipeline(
     assert chunk.startswith(b"--frame\r\nContent-Type: image/jpeg") and b"\xff\xd8" in chunk
     response.close()
     assert client.get("/live/nope.mjpg").status_code == 404
+
+
+def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
+    tmp_path: Path,
+) -> None:
+    import zmq
+
+    from inspector.demo import DEMO_MODEL
+    from inspector.detector import Detector
+    from inspector.service import InspectionService
+
+    store = filled_store(tmp_path / "store")
+    config = web_config(tmp_path / "store")
+    context = zmq.Context()
+    service = InspectionService(config, Detector.open(DEMO_MODEL, providers=("cpu",)), context)
+    try:
+        client = create_app(config, store, service).test_client()
+        token = login(client, "admin")
+        old = service.detector.threshold
+        response = client.post("/admin/threshold", data={"threshold": "9.5",
+                                                         "csrf_token": token})
+        assert response.status_code == 302
+        service._take_incoming()  # what the inspection loop does before its next batch
+        assert service.detector.threshold == 9.5
+        entry = store.audit_log(1)[0]
+        assert entry["action"] == "threshold" and entry["user"] == "admin"
+        assert entry["detail"]["previous"] == old and entry["detail"]["threshold"] == 9.5
+        client.post("/admin/threshold", data={"threshold": "-3", "csrf_token": token})
+        service._take_incoming()
+        assert service.detector.threshold == 9.5  # refused
+        assert "Roll back" in client.get("/admin/").text
+        client.post("/admin/rollback", data={"csrf_token": token})
+        service._take_incoming()
+        assert service.detector.threshold == old
+        assert store.audit_log(1)[0]["action"] == "model"
+        qa = create_app(config, store, service).test_client()
+        login(qa, "qa")
+        assert qa.post("/admin/threshold", data={"threshold": "1",
+                                                 "csrf_token": _csrf(qa)}).status_code == 403
+    finally:
+        service.receiver.close()
+        service.publisher.close()
+        context.term()
+        store.close()
