@@ -316,6 +316,7 @@ class SearchFilters:
     model: str | None = None  # sha256 prefix
     disagreements: bool = False  # the label contradicts the verdict
     unreviewed_rejects: bool = False  # rejects nobody has labeled yet (the operator queue)
+    labeled_only: bool = False
     after_id: int | None = None
     order: str = "newest"  # or "closeness" (to the threshold)
 
@@ -343,6 +344,8 @@ class SearchFilters:
         if self.disagreements:
             clauses.append("((label = 'good' AND verdict != 'pass')"
                            " OR (label = 'defect' AND verdict = 'pass'))")
+        if self.labeled_only:
+            clauses.append("label IS NOT NULL")
         if self.unreviewed_rejects:  # the same terms as the partial index, so it is used
             clauses.append("label IS NULL AND verdict IN ('reject', 'error')")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -289,3 +289,26 @@ def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
         service.publisher.close()
         context.term()
         store.close()
+
+
+def test_qa_exports_labeled_samples_as_a_dataset(app: Flask) -> None:
+    import csv
+    import io
+    import zipfile
+
+    store = app.extensions["store"]
+    store.add_label(1, "defect", "qa", "scratch")
+    store.add_label(2, "good", "qa")
+    client = app.test_client()
+    login(client, "qa")
+    response = client.get("/api/export.zip")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    assert sorted(n for n in archive.namelist() if n.endswith(".jpg")) == [
+        "defect/scratch/1.jpg", "good/2.jpg"]
+    rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
+    assert {(r["id"], r["label"]) for r in rows} == {("1", "defect"), ("2", "good")}
+    assert store.audit_log(1)[0]["action"] == "export"
+    operator = app.test_client()
+    login(operator, "operator")
+    assert operator.get("/api/export.zip").status_code == 403

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
+import zipfile
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 
 from inspector.store import VERDICTS, SearchFilters
 from web.auth import login_required
@@ -124,6 +128,46 @@ def bulk_label() -> Any:
     if len(ids) > MAX_PAGE or not all(isinstance(i, int) for i in ids):
         abort(400, f"ids must be at most {MAX_PAGE} integers")
     return jsonify(items=[_apply_label(i, body) for i in ids])
+
+
+EXPORT_LIMIT = 10_000
+
+
+@bp.get("/export.zip")
+@login_required("qa")
+def export() -> Any:
+    """Labeled samples matching the filters as a dataset a re-fit can read: the frames in
+    ``good/`` and ``defect/<type>/``, and ``labels.csv`` with every row's facts."""
+    store = _store()
+    filters = filters_from(request.args)
+    if filters.label is None:  # unlabeled samples teach nothing
+        filters = replace(filters, labeled_only=True)
+    rows = store.search(filters, EXPORT_LIMIT)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        table = io.StringIO()
+        writer = csv.writer(table)
+        writer.writerow(["id", "camera", "seq", "part_id", "time", "verdict", "score",
+                         "threshold", "label", "defect_type", "file"])
+        for row in rows:
+            name = ""
+            if row["image_path"] and row["label"]:
+                kind = row["defect_type"] or "unknown"
+                folder = "good" if row["label"] == "good" else f"defect/{kind}"
+                name = f"{folder}/{row['id']}.jpg"
+                try:
+                    archive.write(store.root / row["image_path"], name)
+                except OSError:
+                    name = ""  # deleted meanwhile: the row still goes into the table
+            item = row_json(row)
+            writer.writerow([row["id"], row["camera"], row["seq"], row["part_id"], item["time"],
+                             row["verdict"], row["score"], row["threshold"], row["label"],
+                             row["defect_type"], name])
+        archive.writestr("labels.csv", table.getvalue())
+    store.audit("export", {"rows": len(rows), "filters": request.args.to_dict()},
+                g.user["name"])
+    return Response(buffer.getvalue(), mimetype="application/zip", headers={
+        "Content-Disposition": "attachment; filename=inspector-export.zip"})
 
 
 @bp.get("/panel")
