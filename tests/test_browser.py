@@ -88,6 +88,8 @@ def test_operator_sees_a_new_reject_without_reloading_and_overrides_it(page, ser
     card = page.locator(f'.reject-card[data-id="{new_id}"]')
     card.wait_for()  # appears by polling; the page is never reloaded
     assert page.locator('.tile[data-camera="cam2"]').count() == 1
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.screenshot(path=str(ARTIFACTS / "panel-1920x1080.png"))
     card.get_by_role("button", name="Override to good").click()
     card.wait_for(state="detached")
     assert store.get(new_id)["label"] == "good"
@@ -128,3 +130,14 @@ def test_statistics_page_draws_its_charts_from_local_scripts(page, server) -> No
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "stats-1280x800.png"), full_page=True)
     assert all(url.startswith(server.url) for url in requests)  # nothing from the network
+
+
+def test_a_label_with_a_note_from_the_detail_view(page, server) -> None:
+    store = server.app.extensions["store"]
+    sign_in(page, server, "qa")
+    page.goto(server.url + "review/4")
+    page.fill("#note", "burr on the rim")
+    page.locator("#note").blur()
+    page.keyboard.press("d")
+    sync_api.expect(page.locator("#status")).to_have_text("#4: defect")
+    assert store.label_history(4)[-1]["note"] == "burr on the rim"

@@ -35,8 +35,11 @@ function show(card, item) {
 
 async function setLabel(card, label, defectType = null, remember = true) {
   const before = { label: card.dataset.label || "none", defect_type: card.dataset.type || null };
+  const noteField = document.getElementById("note");
+  const note = noteField && noteField.value ? noteField.value : null;
   const item = await post(`/api/inspections/${card.dataset.id}/label`,
-    { label, defect_type: defectType });
+    { label, defect_type: defectType, note });
+  if (item && noteField) noteField.value = "";
   if (!item) return;
   if (remember) undoStack.push({ card, ...before });
   show(card, item);
