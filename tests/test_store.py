@@ -147,14 +147,14 @@ def test_add_inspections_writes_rows_and_decodable_images(store: Store) -> None:
     assert row["regions"] == [{**regions[0], "peak": 0.75}]
     stem = f"images/cam1/{DATE}/{NOW}-7"
     assert row["image_path"] == f"{stem}.jpg"
-    assert row["overlay_path"] == f"{stem}.overlay.png"
+    assert row["overlay_path"] == f"{stem}.overlay.jpg"
     assert row["thumb_path"] == f"{stem}.thumb.jpg"
     image = cv2.imread(str(store.root / row["image_path"]))
     overlay = cv2.imread(str(store.root / row["overlay_path"]))
     thumb = cv2.imread(str(store.root / row["thumb_path"]))
     assert image.shape == overlay.shape == (300, 400, 3)
     assert thumb.shape == (192, 256, 3)
-    assert tuple(overlay[60, 100]) == (0, 0, 255)  # the region's top edge, drawn in red
+    assert _red(overlay[60, 100])  # the region's top edge, drawn in red
     assert not np.array_equal(overlay, cv2.imread(str(store.root / row["image_path"])))
 
     failed = store.get(ids[1])
@@ -171,7 +171,7 @@ def test_overlay_without_a_map_is_the_frame_with_boxes(store: Store) -> None:
     row = store.get(inspection_id)
     assert row is not None
     overlay = cv2.imread(str(store.root / row["overlay_path"]))
-    assert tuple(overlay[3, 5]) == (0, 0, 255)
+    assert _red(overlay[3, 5])
     assert np.array_equal(overlay[20:, 20:], FRAME[20:, 20:])  # PNG: lossless
 
 
@@ -340,7 +340,7 @@ def test_a_full_disk_keeps_the_verdict_and_raises_the_alarm(
     real_write = store_module.write_atomic
 
     def full_at_the_overlay(path: Path, data: bytes) -> None:
-        if path.name.endswith(".overlay.png"):
+        if path.name.endswith(".overlay.jpg"):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, data)
 
@@ -532,3 +532,9 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_labels(tmp_path: P
         store.add_label(1, "none", "qa")  # an undo back to unlabeled
         assert store.get(1)["label"] is None
         assert [h["label"] for h in store.label_history(1)] == ["good", "none"]
+
+
+def _red(pixel: np.ndarray) -> bool:
+    """Red as a JPEG keeps it: close, not exact."""
+    blue, green, red = (int(v) for v in pixel)
+    return red > 150 and red > 2 * max(green, blue)

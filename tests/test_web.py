@@ -147,7 +147,7 @@ def test_stored_images_are_served(app: Flask) -> None:
     login(client, "qa")
     item = client.get("/api/inspections?verdict=reject").get_json()["items"][0]
     response = client.get(item["overlay_url"])
-    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
 
 
 def test_session_cookie_is_httponly_and_samesite(app: Flask, tmp_path: Path) -> None:
