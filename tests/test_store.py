@@ -172,7 +172,9 @@ def test_overlay_without_a_map_is_the_frame_with_boxes(store: Store) -> None:
     assert row is not None
     overlay = cv2.imread(str(store.root / row["overlay_path"]))
     assert _red(overlay[3, 5])
-    assert np.array_equal(overlay[20:, 20:], FRAME[20:, 20:])  # PNG: lossless
+    # Away from the box the overlay is the frame, within JPEG's loss.
+    difference = np.abs(overlay[20:, 20:].astype(int) - FRAME[20:, 20:].astype(int))
+    assert difference.mean() < 2 and difference.max() < 16
 
 
 def test_pass_sample_rate_keeps_images_of_rejects_only_at_zero(store: Store) -> None:
