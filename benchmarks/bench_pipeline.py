@@ -35,6 +35,7 @@ from inspector.bus import FrameSender
 from inspector.config import parse_config
 from inspector.demo import DEMO_MODEL
 from inspector.detector import Detector
+from inspector.pipeline import retention_policy
 from inspector.recorder import Recorder
 from inspector.runtime import create_session
 from inspector.service import InspectionService
@@ -78,7 +79,9 @@ class Run:
             "storage": {"root": str(root / tag)},
         })
         self.store = Store(self.config.storage.root)
-        self.recorder = Recorder(self.store)
+        # The recorder exactly as `inspector run` builds it (passes keep images at the
+        # configured sample rate, 10% by default).
+        self.recorder = Recorder(self.store, retention_policy(self.config.storage))
         self.latencies: list[float] = []
         self.window_start_ns = 0  # frames captured earlier (a backlog) do not count
         self.lock = threading.Lock()
