@@ -10,6 +10,7 @@ call each, runs retention every ``retention_interval_s`` when given a policy, an
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -85,6 +86,7 @@ class Recorder(threading.Thread):
             )
 
     def run(self) -> None:
+        _yield_to_inspection()
         next_retention = time.monotonic()  # a disk filled while we were down is dealt with first
         while True:
             batch = self._collect()
@@ -147,3 +149,15 @@ class Recorder(threading.Thread):
         except Exception:
             # Retention must never stop recording; it is tried again next interval.
             logger.exception("retention failed")
+
+
+RECORDER_NICENESS = 10
+
+
+def _yield_to_inspection() -> None:
+    """Lower this thread's CPU priority (Linux schedules threads on their own): encoding
+    images can wait a few milliseconds, a verdict should not."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RECORDER_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        logger.debug("recorder thread keeps its normal priority")
