@@ -31,10 +31,6 @@ class Backbone:
     strides: dict[str, int]  # output name -> stride
 
 
-def available_backbones(root: Path = BACKBONES_DIR) -> list[str]:
-    return sorted(_manifest(root)["backbones"])
-
-
 def load_backbone(name: str, root: Path = BACKBONES_DIR) -> Backbone:
     """Read a backbone and check its bytes against the manifest."""
     entries = _manifest(root)["backbones"]

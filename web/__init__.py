@@ -71,10 +71,6 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     return app
 
 
-def store_of(app: Flask) -> Store:
-    return app.extensions["store"]
-
-
 def _secret_key(root: Path) -> str:
     """A random key kept beside the store, so sessions survive a restart."""
     path = root / "web_secret_key"
