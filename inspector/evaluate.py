@@ -57,7 +57,8 @@ def load_category(root: str | Path) -> list[Sample]:
 
 
 def score_all(detector: Detector, paths: Sequence[Path], progress: bool = False,
-              label: str = "scoring") -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+              label: str = "scoring", keep_maps: bool = True,
+              ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Scores, per-image milliseconds and maps (at the model's input size) for each path."""
     size = detector.card.input.size
     scores, millis, maps = [], [], []
@@ -67,8 +68,9 @@ def score_all(detector: Detector, paths: Sequence[Path], progress: bool = False,
         prediction = detector.predict(frame)
         millis.append((time.perf_counter() - started) * 1e3)
         scores.append(prediction.score)
-        maps.append(cv2.resize(prediction.anomaly_map, (size[1], size[0]),
-                               interpolation=cv2.INTER_AREA))
+        if keep_maps:  # calibration needs scores only
+            maps.append(cv2.resize(prediction.anomaly_map, (size[1], size[0]),
+                                   interpolation=cv2.INTER_AREA))
     return np.array(scores), np.array(millis), maps
 
 
@@ -196,9 +198,10 @@ def calibrate(
     """
     model = load_model(model_dir)
     detector = Detector(model, threads=threads, providers=("cpu",))
-    good_scores, _, _ = score_all(detector, good, progress, "good")
+    good_scores, _, _ = score_all(detector, good, progress, "good", keep_maps=False)
     if defects:
-        defect_scores, _, _ = score_all(detector, defects, progress, "defects")
+        defect_scores, _, _ = score_all(detector, defects, progress, "defects",
+                                        keep_maps=False)
         threshold = f1_optimal(good_scores, defect_scores)
     else:
         threshold = good_quantile_threshold(good_scores, quantile, margin)

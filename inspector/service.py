@@ -31,7 +31,7 @@ import zmq
 
 from inspector.bus import FrameReceiver, ResultPublisher
 from inspector.card import LoadedModel, ScoreScale, Threshold, load_model
-from inspector.config import Config
+from inspector.config import Config, SyntheticCamera
 from inspector.detector import Detector
 from inspector.errors import InspectorError
 from inspector.regions import find_regions
@@ -96,7 +96,8 @@ class InspectionService:
         self.config = config
         self._budgets = {c.id: c.latency_budget_ms for c in config.cameras}
         self._scales = {c.id: c.mm_per_pixel for c in config.cameras}
-        self._default_budget = 1000.0
+        # Frames from a camera the config does not name get the config's default budget.
+        self._default_budget = SyntheticCamera.model_fields["latency_budget_ms"].default
         self.detector = detector
         self.previous: Detector | None = None
         self._incoming: Detector | None = None

@@ -42,9 +42,7 @@ def home() -> Any:
 @bp.post("/threshold")
 @login_required("admin")
 def threshold() -> Any:
-    live = current_app.extensions["live"]
-    if live is None:
-        abort(409, "no running pipeline to change")
+    live = _running_pipeline()
     try:
         value = float(request.form.get("threshold", ""))
         previous = live.detector.threshold
@@ -62,9 +60,7 @@ def threshold() -> Any:
 @bp.post("/rollback")
 @login_required("admin")
 def rollback() -> Any:
-    live = current_app.extensions["live"]
-    if live is None:
-        abort(409, "no running pipeline to change")
+    live = _running_pipeline()
     before = live.detector.model.sha256
     if not live.rollback():
         flash("No previous model to go back to.")
@@ -86,3 +82,11 @@ def create_user() -> Any:
     else:
         flash(f"User {name} ({role}) created; password: {password}")
     return redirect(url_for("admin.home"))
+
+
+def _running_pipeline() -> Any:
+    """The in-process inspection service; model changes need one."""
+    live = current_app.extensions["live"]
+    if live is None:
+        abort(409, "no running pipeline to change")
+    return live
