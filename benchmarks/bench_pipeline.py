@@ -2,13 +2,15 @@
 
 In one run, on the bundled demo model (256x256):
 
-1. bare: ``session.run`` on one pre-rendered 256x256 frame after another, batch 1,
-   measured again right before each pipeline configuration (this VM's speed drifts
-   within minutes, so each ratio compares neighbours);
+1. bare: ``session.run`` on pre-rendered 256x256 frames, batch 1, two ways: one
+   caller with every core on each frame (serial), and as many callers, with as
+   many threads each, as the pipeline's workers (same plan); measured again right
+   before each pipeline configuration (this VM's speed drifts within minutes, so
+   each ratio compares neighbours);
 2. pipeline throughput with 1 and 2 cameras (sender threads keep the bus full):
-   frames go through the real bus, the inspection core (batching across cameras
-   up to ``--max-batch``), the result publisher and the recorder into a real
-   SQLite store with image files;
+   frames go through the real bus, the inspection core (``--workers`` model runs
+   side by side, batching across cameras up to ``--max-batch``), the result
+   publisher and the recorder into a real SQLite store with image files;
 3. capture-to-verdict latency (p50/p99) with the cameras paced at 50% and 90% of
    the measured throughput;
 4. peak RSS of the process.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import threading
@@ -34,14 +37,13 @@ from camera.synthetic import PartGenerator
 from inspector.bus import FrameSender
 from inspector.config import parse_config
 from inspector.demo import DEMO_MODEL
-from inspector.detector import Detector
 from inspector.pipeline import retention_policy
 from inspector.recorder import Recorder
-from inspector.runtime import create_session
-from inspector.service import InspectionService
+from inspector.runtime import ThreadPlan, create_session
+from inspector.service import InspectionService, load_detector, thread_plan
 from inspector.store import InspectionRecord, Store
 
-THREADS = 2
+CORES = len(os.sched_getaffinity(0))
 
 
 def frames(count: int = 40) -> list[np.ndarray]:
@@ -49,35 +51,58 @@ def frames(count: int = 40) -> list[np.ndarray]:
     return [generator.render(i).image for i in range(count)]
 
 
-def bare_fps(images: list[np.ndarray], seconds: float) -> tuple[float, float]:
-    """Frames per second and median ms of a bare session on the same model, batch 1, with
-    the session options the pipeline uses, so the ratio is the pipeline's own cost."""
-    session = create_session((DEMO_MODEL / "model.onnx").read_bytes(), THREADS, ("cpu",))
+SERIAL = ThreadPlan(workers=1, intra_op_threads=0)
+
+
+def bare_fps(images: list[np.ndarray], seconds: float, plan: ThreadPlan = SERIAL
+             ) -> tuple[float, float]:
+    """Frames per second and median ms per frame of a bare session on the same model, batch
+    1, with the session options the pipeline uses, so the ratio is the pipeline's own cost.
+    ``plan.workers`` threads call ``run`` side by side."""
+    callers, intra = plan.workers, plan.intra_op_threads
+    session = create_session((DEMO_MODEL / "model.onnx").read_bytes(), intra, ("cpu",))
     for image in images[:5]:
         session.run(None, {"image": image[None]})
-    times, started, i = [], time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        t0 = time.perf_counter()
-        session.run(None, {"image": images[i % len(images)][None]})
-        times.append(time.perf_counter() - t0)
-        i += 1
-    return i / (time.perf_counter() - started), float(np.median(times) * 1e3)
+    times: list[float] = []
+    started = time.perf_counter()
+
+    def loop(offset: int) -> None:
+        i = offset
+        while time.perf_counter() - started < seconds:
+            t0 = time.perf_counter()
+            session.run(None, {"image": images[i % len(images)][None]})
+            times.append(time.perf_counter() - t0)
+            i += 1
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(times) / (time.perf_counter() - started), float(np.median(times) * 1e3)
+
+
+def config(cameras: int, workers: int | str, max_batch: int, tag: str = "plan",
+           root: Path = Path("var")):
+    """The product's config for one benchmark configuration; threads as "auto" plans them."""
+    return parse_config({
+        "cameras": [{"id": f"cam{i}", "type": "synthetic", "latency_budget_ms": 60_000}
+                    for i in range(cameras)],
+        "bus": {"frames": f"inproc://frames-{tag}", "results": f"inproc://results-{tag}"},
+        "model": {"path": str(DEMO_MODEL), "providers": ["cpu"]},
+        "inspection": {"max_batch": max_batch, "workers": workers},
+        "storage": {"root": str(root / tag)},
+    })
 
 
 class Run:
     """One pipeline (core + recorder + store) fed by sender threads."""
 
-    def __init__(self, root: Path, cameras: int, max_batch: int, record: bool = True) -> None:
+    def __init__(self, root: Path, cameras: int, workers: int | str, max_batch: int,
+                 record: bool = True) -> None:
         self.context = zmq.Context()
-        tag = f"{cameras}-{max_batch}-{time.monotonic_ns()}"
-        self.config = parse_config({
-            "cameras": [{"id": f"cam{i}", "type": "synthetic", "latency_budget_ms": 60_000}
-                        for i in range(cameras)],
-            "bus": {"frames": f"inproc://frames-{tag}", "results": f"inproc://results-{tag}"},
-            "model": {"path": str(DEMO_MODEL), "intra_op_threads": THREADS},
-            "inspection": {"max_batch": max_batch},
-            "storage": {"root": str(root / tag)},
-        })
+        tag = f"{cameras}-{workers}-{max_batch}-{time.monotonic_ns()}"
+        self.config = config(cameras, workers, max_batch, tag, root)
         self.store = Store(self.config.storage.root)
         # The recorder exactly as `inspector run` builds it (passes keep images at the
         # configured sample rate, 10% by default).
@@ -85,8 +110,7 @@ class Run:
         self.latencies: list[float] = []
         self.window_start_ns = 0  # frames captured earlier (a backlog) do not count
         self.lock = threading.Lock()
-        detector = Detector.open(DEMO_MODEL, THREADS, ("cpu",))
-        detector.warm_up()
+        detector = load_detector(self.config, DEMO_MODEL)
         sinks = [self.recorder.submit, self._latency] if record else [self._latency]
         self.service = InspectionService(self.config, detector, self.context, sinks=sinks)
         self.recorder.start()
@@ -146,45 +170,70 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", nargs="+", default=["1", "auto"],
+                        help="inspection.workers values to compare (same resolved plan: run once)")
+    parser.add_argument("--max-batch", type=int, nargs="+", default=[1])
     parser.add_argument("--no-store", action="store_true",
                         help="leave the recorder out (to see what storing costs)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     seconds = 3.0 if args.quick else 10.0
     images = frames()
-    report: dict = {"runs": []}
-    print("| cameras | max_batch | bare fps | bare ms | throughput fps | / bare | p50 ms @50% "
-          "| p99 ms @50% | p50 ms @90% | p99 ms @90% | p99 target ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    report: dict = {"cores": CORES, "runs": []}
+    print(f"{CORES} cores; bare serial: 1 caller x all cores; bare same plan: as many "
+          "callers x threads as the pipeline's workers")
+    print("| cameras | workers x threads | max_batch | bare serial fps | bare same-plan fps "
+          "| bare ms | throughput fps | / serial | / same plan | p50 ms @50% | p99 ms @50% "
+          "| p50 ms @90% | p99 ms @90% | p99 target ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for cameras in (1, 2):
-            for max_batch in args.max_batch:
-                bare, model_ms = bare_fps(images, seconds)
-                run = Run(Path(tmp), cameras, max_batch, record=not args.no_store)
-                try:
-                    fps = run.feed(images, seconds, None)
-                    row = {"cameras": cameras, "max_batch": max_batch, "bare_fps": round(bare, 1),
-                           "model_ms": round(model_ms, 2), "fps": round(fps, 1),
-                           "ratio": round(fps / bare, 2)}
-                    for load in (0.5, 0.9):
-                        run.feed(images, seconds, load * fps / cameras)
-                        with run.lock:
-                            lat = np.array(run.latencies)
-                        row[f"p50@{load}"] = round(float(np.percentile(lat, 50)), 1)
-                        row[f"p99@{load}"] = round(float(np.percentile(lat, 99)), 1)
-                finally:
-                    run.close()
-                report["runs"].append(row)
-                print(f"| {cameras} | {max_batch} | {row['bare_fps']} | {row['model_ms']} | "
-                      f"{row['fps']} | {row['ratio']} | {row['p50@0.5']} | {row['p99@0.5']} | "
-                      f"{row['p50@0.9']} | {row['p99@0.9']} | {2 * model_ms + 5:.1f} |",
-                      flush=True)
+        for cameras in args.cameras:
+            plans = {}
+            for workers in args.workers:
+                value = workers if workers == "auto" else int(workers)
+                plans.setdefault(thread_plan(config(cameras, value, 1)), value)
+            for plan, workers in plans.items():
+                for max_batch in args.max_batch:
+                    row = measure(images, seconds, Path(tmp), cameras, workers, plan,
+                                  max_batch, record=not args.no_store)
+                    report["runs"].append(row)
+                    print(f"| {cameras} | {row['plan']} | {max_batch} | {row['bare_serial_fps']} "
+                          f"| {row['bare_plan_fps']} | {row['model_ms']} | {row['fps']} | "
+                          f"{row['ratio_serial']} | {row['ratio_plan']} | "
+                          f"{row['p50@0.5']} | {row['p99@0.5']} | "
+                          f"{row['p50@0.9']} | {row['p99@0.9']} | {row['target_ms']} |",
+                          flush=True)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["peak_rss_mb"] = round(rss_mb, 1)
     print(f"peak RSS: {rss_mb:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def measure(images: list[np.ndarray], seconds: float, root: Path, cameras: int,
+            workers: int | str, plan: ThreadPlan, max_batch: int, record: bool) -> dict:
+    serial, model_ms = bare_fps(images, seconds)
+    planned = bare_fps(images, seconds, plan)[0] if plan.workers > 1 else serial
+    run = Run(root, cameras, workers, max_batch, record=record)
+    try:
+        fps = run.feed(images, seconds, None)
+        row = {"cameras": cameras, "workers": workers, "max_batch": max_batch,
+               "plan": f"{plan.workers} x {plan.intra_op_threads or CORES}",
+               "bare_serial_fps": round(serial, 1), "bare_plan_fps": round(planned, 1),
+               "model_ms": round(model_ms, 2), "fps": round(fps, 1),
+               "ratio_serial": round(fps / serial, 2),
+               "ratio_plan": round(fps / planned, 2),
+               "target_ms": round(2 * model_ms + 5, 1)}
+        for load in (0.5, 0.9):
+            run.feed(images, seconds, load * fps / cameras)
+            with run.lock:
+                lat = np.array(run.latencies)
+            row[f"p50@{load}"] = round(float(np.percentile(lat, 50)), 1)
+            row[f"p99@{load}"] = round(float(np.percentile(lat, 99)), 1)
+    finally:
+        run.close()
+    return row
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -161,20 +162,23 @@ def _camera_hint(parts: list[Any]) -> str:
 
 
 class ResultPublisher:
-    """Publishes one JSON document per result, topic = camera id (subscribers filter by it)."""
+    """Publishes one JSON document per result, topic = camera id (subscribers filter by it).
+
+    Safe to call from several threads (ZeroMQ sockets themselves are not).
+    """
 
     def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = 1000) -> None:
         self.endpoint = endpoint
         self._socket = _socket(
             context or zmq.Context.instance(), zmq.PUB, endpoint, True, SNDHWM=hwm
         )
+        self._lock = threading.Lock()
 
     def publish(self, topic: str, document: dict[str, Any]) -> None:
-        # PUB never blocks: a slow subscriber loses messages, the line never waits for it.
-        self._socket.send_multipart(
-            [topic.encode(), json.dumps(document, separators=(",", ":")).encode()],
-            flags=zmq.NOBLOCK,
-        )
+        message = [topic.encode(), json.dumps(document, separators=(",", ":")).encode()]
+        with self._lock:
+            # PUB never blocks: a slow subscriber loses messages, the line never waits for it.
+            self._socket.send_multipart(message, flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         self._socket.close(linger=0)

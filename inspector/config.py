@@ -184,7 +184,9 @@ class BusConfig(_Strict):
 
 class ModelConfig(_Strict):
     path: Path | None = None  # a fitted model directory (model.onnx + card.json)
-    intra_op_threads: Annotated[int, Field(ge=0)] = 0  # 0: ONNX Runtime's default
+    # Threads inside one model run; 0: the CPU's cores shared out among the inspection
+    # workers (all of them with one worker)
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0
     providers: list[str] = ["auto"]  # "auto" picks CUDA, TensorRT, OpenVINO, else CPU
 
     @field_validator("path")
@@ -200,6 +202,10 @@ class InspectionConfig(_Strict):
     # Frames scored together across cameras. 1 on CPUs, where batching measured no gain
     # (docs/benchmarks.md); raise it on a GPU.
     max_batch: Annotated[int, Field(ge=1, le=64)] = 1
+    # Threads that run the model side by side, each on frames of its own. "auto": one per
+    # CPU core on the CPU provider (more frames per second and a tighter latency tail than
+    # one frame at a time on every core; docs/benchmarks.md), one on an accelerator.
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # longest wait to fill a batch
     min_region_px: Annotated[int, Field(ge=1)] = 16  # smaller above-threshold blobs are noise
 

@@ -68,7 +68,9 @@ class Detector:
         frames = [check_frame(f) for f in frames]
         if self.card.tiling is not None:
             return [self._predict_tiled(f) for f in frames]
-        if len({f.shape for f in frames}) == 1:
+        if len(frames) == 1:  # a view, not a copy: the common case on a CPU
+            scores, maps = self._run(frames[0][None])
+        elif len({f.shape for f in frames}) == 1:
             scores, maps = self._run(np.stack(frames))
         else:
             results = [self._run(f[None]) for f in frames]

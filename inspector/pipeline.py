@@ -20,10 +20,9 @@ import zmq
 from camera.capture import CaptureGroup
 from camera.sources import FrameSource, make_source
 from inspector.config import CameraConfig, Config, StorageConfig
-from inspector.detector import Detector
 from inspector.errors import ConfigError
 from inspector.recorder import Recorder
-from inspector.service import InspectionService
+from inspector.service import InspectionService, load_detector
 from inspector.store import RetentionPolicy, Store
 
 logger = logging.getLogger(__name__)
@@ -60,9 +59,7 @@ def run_pipeline(
         raise ConfigError(["model.path: no model configured"])
     if not config.cameras:
         raise ConfigError(["cameras: no camera configured"])
-    detector = Detector.open(config.model.path, config.model.intra_op_threads,
-                             config.model.providers)
-    detector.warm_up()
+    detector = load_detector(config, config.model.path)
     store = Store(config.storage.root)
     store.register_model(detector.model.sha256, detector.card.name,
                          detector.card.model_dump_json())

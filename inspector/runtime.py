@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
@@ -71,3 +73,39 @@ def create_session(
     session = ort.InferenceSession(source, sess_options=options, providers=chosen)
     logger.info("ONNX Runtime session on %s", ", ".join(session.get_providers()))
     return session
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How the inspection core spreads model runs over the box."""
+
+    workers: int  # model runs side by side, each in its own thread
+    intra_op_threads: int  # threads inside one run; 0 leaves it to ONNX Runtime
+
+
+def plan_threads(
+    workers: int | str,
+    intra_op_threads: int,
+    providers: Sequence[str] = ("auto",),
+    cores: int | None = None,
+    available: Sequence[str] | None = None,
+) -> ThreadPlan:
+    """Resolve ``"auto"`` workers and ``0`` intra-op threads for this box.
+
+    On the CPU, a small CNN spreads poorly over cores, and a run split over
+    several threads is as slow as the last of them to be scheduled, which on a
+    small box shared with capture and recording is often late. Frames run side
+    by side on one core each give more frames per second and a tighter latency
+    tail (docs/benchmarks.md). So "auto" is one worker per core, and explicit
+    workers share the cores out among them. An accelerator runs one frame at a
+    time; it gets one worker.
+    """
+    cores = cores or len(os.sched_getaffinity(0))
+    on_cpu = choose_providers(providers, available)[0] == "CPUExecutionProvider"
+    if workers == "auto":
+        workers = cores if on_cpu else 1
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer or 'auto', got {workers!r}")
+    if intra_op_threads == 0 and on_cpu and workers > 1:
+        intra_op_threads = max(1, cores // workers)
+    return ThreadPlan(workers, intra_op_threads)

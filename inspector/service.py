@@ -1,6 +1,7 @@
 """The inspection core: frames from the bus in, verdicts out to the publisher, recorder and preview.
 
-One thread owns the detector. It takes the frames waiting on the bus (up to
+Worker threads share the detector (one ONNX Runtime session may run several
+frames at once). Each worker in turn takes the frames waiting on the bus (up to
 ``max_batch``, waiting at most ``batch_wait_ms`` to fill a batch), marks frames
 already older than their camera's latency budget as ``error`` without running
 the model, scores the rest in one batch, and decides each verdict::
@@ -8,6 +9,9 @@ the model, scores the rest in one batch, and decides each verdict::
     pass    score <  threshold
     reject  score >= threshold
     error   stale on arrival, later than the budget, or the model failed on it
+
+Verdicts of one camera leave in the order its frames arrived, whichever worker
+scored them: a frame scored early waits for its camera's earlier frames.
 
 Every frame the receiver accepted is accounted for, per camera:
 ``received = inspected + stale`` (``malformed`` messages never count as received).
@@ -21,7 +25,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +40,27 @@ from inspector.config import Config, SyntheticCamera
 from inspector.detector import Detector
 from inspector.errors import InspectorError
 from inspector.regions import find_regions
+from inspector.runtime import ThreadPlan, plan_threads
 from inspector.store import InspectionRecord
 from inspector.wire import Frame
 
 logger = logging.getLogger(__name__)
 
 COUNTERS = ("inspected", "stale", "passed", "rejected", "errors")
+
+
+def thread_plan(config: Config) -> ThreadPlan:
+    """Inspection workers and threads per model run for this config on this box."""
+    return plan_threads(config.inspection.workers, config.model.intra_op_threads,
+                        config.model.providers)
+
+
+def load_detector(config: Config, model: str | Path | LoadedModel) -> Detector:
+    """A warmed-up detector with the config's providers and the planned threads per run."""
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    detector = Detector(loaded, thread_plan(config).intra_op_threads, config.model.providers)
+    detector.warm_up()
+    return detector
 
 
 @dataclass(frozen=True)
@@ -108,23 +128,34 @@ class InspectionService:
         self.counts: dict[str, Counter[str]] = {}
         self._clock = clock
         self._stop = threading.Event()
+        self._drain_quiet_ms = 300
         self.receiver = FrameReceiver(config.bus.frames, context, config.bus.recv_hwm,
                                       config.bus.max_frame_bytes)
+        self._receive_lock = threading.Lock()  # one worker at a time takes frames
         self.publisher = ResultPublisher(config.bus.results, context)
-        self._thread = threading.Thread(target=self._run, name="inspector", daemon=True)
+        # Per camera: tickets handed out in arrival order, and the next ticket to emit.
+        self._issued: Counter[str] = Counter()
+        self._emitted: Counter[str] = Counter()
+        self._turns = threading.Condition()
+        self.workers = thread_plan(config).workers
+        self._threads = [threading.Thread(target=self._work, name=f"inspector-{i}", daemon=True)
+                         for i in range(self.workers)]
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, drain_quiet_ms: int = 300, timeout_s: float = 30.0) -> None:
         """Inspect every frame still arriving until the bus is quiet, then close the sockets."""
         self._drain_quiet_ms = drain_quiet_ms
         self._stop.set()
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            logger.error("inspection thread did not stop within %.0f s", timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
+            logger.error("inspection workers did not stop within %.0f s", timeout_s)
             return
         self.receiver.close()
         self.publisher.close()
@@ -136,10 +167,7 @@ class InspectionService:
 
         def load() -> None:
             try:
-                loaded = model if isinstance(model, LoadedModel) else load_model(model)
-                detector = Detector(loaded, self.config.model.intra_op_threads,
-                                    self.config.model.providers)
-                detector.warm_up()
+                detector = load_detector(self.config, model)
             except InspectorError as exc:
                 logger.error("model swap refused: %s", exc)
                 return
@@ -178,11 +206,12 @@ class InspectionService:
     def _take_incoming(self) -> None:
         with self._swap_lock:
             incoming, self._incoming = self._incoming, None
-        if incoming is not None:
+            if incoming is None:
+                return
             self.previous, self.detector = self.detector, incoming
             self.swaps += 1
-            logger.info("model %s (%s…) now inspecting", incoming.card.name,
-                        incoming.model.sha256[:12])
+        logger.info("model %s (%s…) now inspecting", incoming.card.name,
+                    incoming.model.sha256[:12])
 
     # -- accounting ---------------------------------------------------------------------------
 
@@ -200,94 +229,131 @@ class InspectionService:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        max_batch = self.config.inspection.max_batch
-        wait_s = self.config.inspection.batch_wait_ms / 1000
-        while not self._stop.is_set():
-            first = self.receiver.recv(timeout_ms=100)
-            if first is None:
-                continue
-            batch = [first]
-            deadline = time.monotonic() + wait_s
-            while len(batch) < max_batch:
-                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-                frame = self.receiver.recv(timeout_ms=left_ms)
-                if frame is None:
-                    break
-                batch.append(frame)
-            self._take_incoming()  # a swap waiting takes over before this batch
-            self._inspect(batch)
-        # Stopping: the cameras have stopped; everything still arriving gets a verdict.
-        for frame in self.receiver.drain(getattr(self, "_drain_quiet_ms", 300)):
-            self._inspect([frame])
+    def _work(self) -> None:
+        while True:
+            with self._receive_lock:
+                batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._take_incoming()  # a swap waiting takes over before this batch
+                self._inspect_safely(batch)
 
-    def _inspect(self, frames: list[Frame]) -> None:
-        arrived = self._clock()
-        fresh: list[Frame] = []
+    def _next_batch(self) -> list[tuple[Frame, int]] | None:
+        """Frames for one model run, each with its camera's ticket; [] when none came in
+        time, None once stopping and the bus has been quiet for the drain period (the
+        cameras have stopped; everything that was still arriving has been taken)."""
+        stopping = self._stop.is_set()
+        first = self.receiver.recv(timeout_ms=self._drain_quiet_ms if stopping else 100)
+        if first is None:
+            return None if stopping else []
+        frames = [first]
+        deadline = time.monotonic() + self.config.inspection.batch_wait_ms / 1000
+        while len(frames) < self.config.inspection.max_batch:
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            frame = self.receiver.recv(timeout_ms=left_ms)
+            if frame is None:
+                break
+            frames.append(frame)
+        batch = []
         for frame in frames:
+            camera = frame.header.camera
+            batch.append((frame, self._issued[camera]))
+            self._issued[camera] += 1
+        return batch
+
+    def _inspect_safely(self, batch: list[tuple[Frame, int]]) -> None:
+        """Inspect; should anything unforeseen fail, every frame of the batch still gets a
+        verdict (``error``), so accounting holds and later frames are not held back."""
+        try:
+            self._inspect(batch)
+        except Exception as exc:  # the worker must survive to inspect the next frame
+            logger.exception("inspection failed")
+            for frame, ticket in batch:
+                if self._emitted[frame.header.camera] <= ticket:
+                    self._emit(frame, ticket, None, None, {}, f"internal error: {exc}")
+
+    def _inspect(self, batch: list[tuple[Frame, int]]) -> None:
+        arrived = self._clock()
+        fresh: list[tuple[Frame, int]] = []
+        for frame, ticket in batch:
             age_ms = (arrived - frame.header.ts_ns) / 1e6
             budget = self._budget(frame.header.camera)
             if age_ms > budget:
-                self._emit(frame, None, None, "error", {"queue": age_ms, "total": age_ms},
+                self._emit(frame, ticket, None, None, {"queue": round(age_ms, 3)},
                            f"stale: {age_ms:.0f} ms old on arrival, budget {budget:.0f} ms",
                            counter="stale")
             else:
-                fresh.append(frame)
+                fresh.append((frame, ticket))
         if not fresh:
             return
         detector = self.detector
         started = time.perf_counter()
         try:
-            predictions = detector.predict_batch([f.image for f in fresh])
+            predictions = detector.predict_batch([frame.image for frame, _ in fresh])
         except InspectorError as exc:
-            for frame in fresh:
-                self._emit(frame, None, detector, "error", {}, f"model failed: {exc}")
+            for frame, ticket in fresh:
+                self._emit(frame, ticket, None, detector, {}, f"model failed: {exc}")
             return
-        model_ms = (time.perf_counter() - started) * 1000
-        done = self._clock()
-        for frame, prediction in zip(fresh, predictions, strict=True):
-            camera = frame.header.camera
-            queue_ms = (arrived - frame.header.ts_ns) / 1e6
-            total_ms = (done - frame.header.ts_ns) / 1e6
-            latency = {"queue": round(queue_ms, 3), "model": round(model_ms, 3),
-                       "total": round(total_ms, 3)}
-            budget = self._budget(camera)
-            if total_ms > budget:
-                self._emit(frame, prediction, detector, "error", latency,
-                           f"late: verdict after {total_ms:.0f} ms, budget {budget:.0f} ms")
-            else:
-                self._emit(frame, prediction, detector, prediction.verdict, latency, None)
+        model_ms = round((time.perf_counter() - started) * 1000, 3)
+        for (frame, ticket), prediction in zip(fresh, predictions, strict=True):
+            queue_ms = round((arrived - frame.header.ts_ns) / 1e6, 3)
+            self._emit(frame, ticket, prediction, detector,
+                       {"queue": queue_ms, "model": model_ms}, None)
 
-    def _emit(self, frame: Frame, prediction, detector: Detector | None, verdict: str,
+    @contextmanager
+    def _turn(self, camera: str, ticket: int) -> Iterator[None]:
+        """Wait until every earlier frame of ``camera`` has been emitted; then pass the turn on,
+        whatever happens while emitting."""
+        with self._turns:
+            self._turns.wait_for(lambda: self._emitted[camera] >= ticket)
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._emitted[camera] = ticket + 1
+                self._turns.notify_all()
+
+    def _emit(self, frame: Frame, ticket: int, prediction, detector: Detector | None,
               latency: dict[str, float], error: str | None, counter: str = "inspected") -> None:
         header = frame.header
-        counts = self.counts.setdefault(header.camera, Counter())
-        counts[counter] += 1
-        counts[{"pass": "passed", "reject": "rejected", "error": "errors"}[verdict]] += 1
         regions = []
-        if prediction is not None and verdict == "reject":
+        if error is None and prediction.verdict == "reject":
             regions = find_regions(prediction.anomaly_map, prediction.threshold,
                                    self.config.inspection.min_region_px,
                                    self._scales.get(header.camera))
-        scale = detector.card.score_scale if detector is not None else None
-        record = InspectionRecord(
-            camera=header.camera, seq=header.seq, part_id=header.part_id,
-            captured_ns=header.ts_ns, inspected_ns=self._clock(), verdict=verdict,
-            score=None if prediction is None else prediction.score,
-            threshold=None if detector is None else detector.threshold,
-            model_sha256=None if detector is None else detector.model.sha256,
-            latency_ms=latency, regions=regions, error=error,
-            frame=np.ascontiguousarray(frame.image),
-            anomaly_map=None if prediction is None else prediction.anomaly_map,
-            map_low=scale.low if scale else 0.0, map_high=scale.high if scale else 1.0,
-        )
-        result = Result(record, verdict == "reject" or (
-            verdict == "error" and self.config.inspection.error_is_reject))
-        document = result.document()
-        self.publisher.publish(header.camera, document)
-        self.preview.update(header.camera, record.frame, record.anomaly_map, document)
-        for sink in self.sinks:
-            sink(record)
+        with self._turn(header.camera, ticket):
+            inspected_ns = self._clock()
+            total_ms = (inspected_ns - header.ts_ns) / 1e6
+            latency = {**latency, "total": round(total_ms, 3)}
+            budget = self._budget(header.camera)
+            if error is None and total_ms > budget:
+                error = f"late: verdict after {total_ms:.0f} ms, budget {budget:.0f} ms"
+            verdict = "error" if error is not None else prediction.verdict
+            counts = self.counts.setdefault(header.camera, Counter())
+            counts[counter] += 1
+            counts[{"pass": "passed", "reject": "rejected", "error": "errors"}[verdict]] += 1
+            if verdict != "reject":
+                regions = []
+            scale = detector.card.score_scale if detector is not None else None
+            record = InspectionRecord(
+                camera=header.camera, seq=header.seq, part_id=header.part_id,
+                captured_ns=header.ts_ns, inspected_ns=inspected_ns, verdict=verdict,
+                score=None if prediction is None else prediction.score,
+                threshold=None if detector is None else detector.threshold,
+                model_sha256=None if detector is None else detector.model.sha256,
+                latency_ms=latency, regions=regions, error=error,
+                frame=np.ascontiguousarray(frame.image),
+                anomaly_map=None if prediction is None else prediction.anomaly_map,
+                map_low=scale.low if scale else 0.0, map_high=scale.high if scale else 1.0,
+            )
+            result = Result(record, verdict == "reject" or (
+                verdict == "error" and self.config.inspection.error_is_reject))
+            document = result.document()
+            self.publisher.publish(header.camera, document)
+            self.preview.update(header.camera, record.frame, record.anomaly_map, document)
+            for sink in self.sinks:
+                sink(record)
 
     def _budget(self, camera: str) -> float:
         return self._budgets.get(camera, self._default_budget)

@@ -63,11 +63,13 @@ class _Collect:
         raise AssertionError(f"only {len(self.records)} of {count} results arrived")
 
 
-@pytest.fixture
-def service(tmp_path: Path, zmq_context: zmq.Context) -> Iterator[tuple]:
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def service(tmp_path: Path, zmq_context: zmq.Context, request: pytest.FixtureRequest
+            ) -> Iterator[tuple]:
     frames, results = make_endpoint("inproc", tmp_path), f"inproc://results-{id(tmp_path)}"
     config = _config(tmp_path, frames, results,
-                     cameras=[{"id": "cam1", "type": "synthetic", "latency_budget_ms": 2000}])
+                     cameras=[{"id": "cam1", "type": "synthetic", "latency_budget_ms": 2000}],
+                     inspection={"workers": request.param})
     collect = _Collect()
     detector = Detector.open(DEMO_MODEL, threads=2, providers=("cpu",))
     svc = InspectionService(config, detector, zmq_context, sinks=[collect])
@@ -182,6 +184,60 @@ def test_hot_swap_under_load_loses_no_frame_and_rolls_back(
     assert svc.rollback()
     sender.send(_part(0), "cam1", total, time.time_ns())
     assert collect.wait(total + 1)[-1].model_sha256 == old_sha
+
+
+def test_two_workers_inspect_side_by_side_and_each_camera_keeps_its_order(
+    tmp_path: Path, zmq_context: zmq.Context
+) -> None:
+    frames, results = make_endpoint("inproc", tmp_path), f"inproc://results-{id(tmp_path)}"
+    config = _config(tmp_path, frames, results,
+                     cameras=[{"id": c, "type": "synthetic", "latency_budget_ms": 60_000}
+                              for c in ("a", "b")],
+                     model={"path": str(DEMO_MODEL), "intra_op_threads": 1},
+                     inspection={"workers": 2})
+    order: list[tuple[str, int, str]] = []  # emit order, and the worker that emitted
+
+    def sink(record: InspectionRecord) -> None:
+        order.append((record.camera, record.seq, threading.current_thread().name))
+
+    collect = _Collect()
+    detector = Detector.open(DEMO_MODEL, threads=1, providers=("cpu",))
+    svc = InspectionService(config, detector, zmq_context, sinks=[sink, collect])
+    svc.start()
+    sender = FrameSender(frames, zmq_context, hwm=1000)
+    try:
+        per_camera = 40
+        for seq in range(per_camera):  # queued faster than inspected: both workers stay busy
+            for camera in ("a", "b"):
+                assert sender.send(_part(seq % 7), camera, seq, time.time_ns())
+        collect.wait(2 * per_camera)
+    finally:
+        sender.close()
+        svc.stop(drain_quiet_ms=50)
+    for camera in ("a", "b"):
+        assert [seq for c, seq, _ in order if c == camera] == list(range(per_camera))
+    assert {worker for *_, worker in order} == {"inspector-0", "inspector-1"}
+    counts = svc.accounting()
+    assert all(counts[c]["received"] == counts[c]["inspected"] == per_camera for c in "ab")
+
+
+def test_a_failing_sink_loses_no_other_verdict_and_inspection_goes_on(service: tuple) -> None:
+    svc, sender, collect, _ = service
+
+    def broken(record: InspectionRecord) -> None:
+        if record.seq == 2:
+            raise RuntimeError("sink broke")
+
+    svc.sinks.insert(0, broken)  # the collector after it never sees seq 2
+    for seq in range(6):
+        sender.send(_part(seq), "cam1", seq, time.time_ns())
+    records = collect.wait(5)
+    time.sleep(0.2)
+    assert sorted(r.seq for r in collect.records) == [0, 1, 3, 4, 5]
+    counts = svc.accounting()["cam1"]
+    assert counts["received"] == counts["inspected"] == 6
+    assert counts["passed"] + counts["rejected"] + counts["errors"] == 6
+    assert all(r.verdict == "pass" for r in records)
 
 
 def test_run_pipeline_accounts_for_every_frame_and_stores_every_verdict(

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from inspector.errors import ModelError
-from inspector.runtime import choose_providers, create_session
+from inspector.runtime import ThreadPlan, choose_providers, create_session, plan_threads
 
 GPU_BOX = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -34,6 +34,26 @@ def test_choose_providers(requested: list[str], available: list[str], expected: 
 def test_unavailable_provider_is_a_clear_error() -> None:
     with pytest.raises(ModelError, match="'cuda' is not available here"):
         choose_providers(["cuda"], ["CPUExecutionProvider"])
+
+
+CPU_BOX = ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "intra", "cores", "available", "expected"),
+    [
+        ("auto", 0, 2, CPU_BOX, ThreadPlan(2, 1)),  # a worker per core, one thread each
+        ("auto", 0, 1, CPU_BOX, ThreadPlan(1, 0)),
+        ("auto", 3, 4, CPU_BOX, ThreadPlan(4, 3)),  # threads set by hand: kept
+        ("auto", 0, 8, GPU_BOX, ThreadPlan(1, 0)),  # an accelerator runs one frame at a time
+        (1, 0, 8, CPU_BOX, ThreadPlan(1, 0)),  # one worker: ONNX Runtime takes every core
+        (3, 0, 8, CPU_BOX, ThreadPlan(3, 2)),  # workers share the cores out
+        (16, 0, 8, CPU_BOX, ThreadPlan(16, 1)),
+    ],
+)
+def test_plan_threads(workers: int | str, intra: int, cores: int, available: list[str],
+                      expected: ThreadPlan) -> None:
+    assert plan_threads(workers, intra, ("auto",), cores, available) == expected
 
 
 def test_session_runs_a_real_model() -> None:
