@@ -133,10 +133,9 @@ class Run:
                 sent = sender.send(images[seq % len(images)], f"cam{index}", seq, time.time_ns())
                 seq += sent
                 if fps is None:
-                    # Keep the queue full without spinning: a retry loop that wakes
-                    # thousands of times a second would steal the cores being measured.
-                    if not sent:
-                        time.sleep(0.003)
+                    # Keep the queue full without retrying: a retry loop would steal
+                    # the cores being measured.
+                    sender.wait_ready(100)
                 else:
                     due += 1 / fps
                     time.sleep(max(0.0, due - time.perf_counter()))

@@ -76,6 +76,11 @@ class FrameSender:
             return False
         return True
 
+    def wait_ready(self, timeout_ms: int) -> bool:
+        """True once the queue has room for a frame, False after ``timeout_ms``: for senders
+        that would rather wait than drop, such as a benchmark keeping the inspector busy."""
+        return bool(self._socket.poll(timeout_ms, zmq.POLLOUT))
+
     def close(self, linger_ms: int = 0) -> None:
         """Close; frames still queued get ``linger_ms`` to reach a live receiver."""
         self._socket.close(linger=linger_ms)

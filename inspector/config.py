@@ -203,8 +203,8 @@ class InspectionConfig(_Strict):
     # (docs/benchmarks.md); raise it on a GPU.
     max_batch: Annotated[int, Field(ge=1, le=64)] = 1
     # Threads that run the model side by side, each on frames of its own. "auto": one per
-    # CPU core on the CPU provider (more frames per second and a tighter latency tail than
-    # one frame at a time on every core; docs/benchmarks.md), one on an accelerator.
+    # camera, up to one per CPU core, on the CPU provider (frames of cameras that arrive
+    # together are scored together; docs/benchmarks.md); one on an accelerator.
     workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # longest wait to fill a batch
     min_region_px: Annotated[int, Field(ge=1)] = 16  # smaller above-threshold blobs are noise

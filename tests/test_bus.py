@@ -52,6 +52,26 @@ def test_slow_consumer_drops_and_every_accepted_frame_arrives(
     assert received == accepted
 
 
+def test_wait_ready_says_when_a_full_queue_has_room_again(
+    tmp_path: Path, zmq_context: zmq.Context
+) -> None:
+    endpoint = make_endpoint("inproc", tmp_path)
+    receiver = FrameReceiver(endpoint, zmq_context, hwm=2)
+    sender = FrameSender(endpoint, zmq_context, hwm=2)
+    try:
+        assert sender.wait_ready(1000)
+        seq = 0
+        while sender.send(FRAME, "cam1", seq, 0):
+            seq += 1
+        assert not sender.wait_ready(50)  # full: the next frame would be dropped
+        assert len(list(receiver.drain(quiet_ms=200))) == seq
+        assert sender.wait_ready(1000)
+        assert sender.send(FRAME, "cam1", seq, 0)
+    finally:
+        sender.close()
+        receiver.close()
+
+
 def test_send_without_any_receiver_never_blocks(zmq_context: zmq.Context) -> None:
     sender = FrameSender(f"tcp://127.0.0.1:{free_tcp_port()}", zmq_context, hwm=3)
     try:
