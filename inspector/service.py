@@ -11,7 +11,8 @@ the model, scores the rest in one batch, and decides each verdict::
     error   stale on arrival, later than the budget, or the model failed on it
 
 Verdicts of one camera leave in the order its frames arrived, whichever worker
-scored them: a frame scored early waits for its camera's earlier frames.
+scored them: a verdict ready early is parked until its camera's earlier ones
+have left, and the worker goes on to the next frame meanwhile.
 
 Every frame the receiver accepted is accounted for, per camera:
 ``received = inspected + stale`` (``malformed`` messages never count as received).
@@ -25,8 +26,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import zmq
 from inspector.bus import FrameReceiver, ResultPublisher
 from inspector.card import LoadedModel, ScoreScale, Threshold, load_model
 from inspector.config import Config, SyntheticCamera
-from inspector.detector import Detector
+from inspector.detector import Detector, Prediction
 from inspector.errors import InspectorError
 from inspector.regions import find_regions
 from inspector.runtime import ThreadPlan, plan_threads
@@ -61,6 +61,19 @@ def load_detector(config: Config, model: str | Path | LoadedModel) -> Detector:
     detector = Detector(loaded, thread_plan(config).intra_op_threads, config.model.providers)
     detector.warm_up()
     return detector
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A frame's outcome waiting for its turn to be sent out."""
+
+    frame: Frame
+    prediction: Prediction | None
+    detector: Detector | None
+    latency: dict[str, float]
+    error: str | None
+    counter: str
+    regions: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -133,10 +146,13 @@ class InspectionService:
                                       config.bus.max_frame_bytes)
         self._receive_lock = threading.Lock()  # one worker at a time takes frames
         self.publisher = ResultPublisher(config.bus.results, context)
-        # Per camera: tickets handed out in arrival order, and the next ticket to emit.
+        # Per camera: tickets handed out in arrival order, the next ticket to leave, verdicts
+        # parked until their turn, and whether a worker is busy sending them out.
         self._issued: Counter[str] = Counter()
-        self._emitted: Counter[str] = Counter()
-        self._turns = threading.Condition()
+        self._next_out: Counter[str] = Counter()
+        self._parked: dict[str, dict[int, _Verdict]] = {}
+        self._sending: set[str] = set()
+        self._order_lock = threading.Lock()
         self.workers = thread_plan(config).workers
         self._threads = [threading.Thread(target=self._work, name=f"inspector-{i}", daemon=True)
                          for i in range(self.workers)]
@@ -270,7 +286,7 @@ class InspectionService:
         except Exception as exc:  # the worker must survive to inspect the next frame
             logger.exception("inspection failed")
             for frame, ticket in batch:
-                if self._emitted[frame.header.camera] <= ticket:
+                if not self._delivered(frame.header.camera, ticket):
                     self._emit(frame, ticket, None, None, {}, f"internal error: {exc}")
 
     def _inspect(self, batch: list[tuple[Frame, int]]) -> None:
@@ -301,59 +317,71 @@ class InspectionService:
             self._emit(frame, ticket, prediction, detector,
                        {"queue": queue_ms, "model": model_ms}, None)
 
-    @contextmanager
-    def _turn(self, camera: str, ticket: int) -> Iterator[None]:
-        """Wait until every earlier frame of ``camera`` has been emitted; then pass the turn on,
-        whatever happens while emitting."""
-        with self._turns:
-            self._turns.wait_for(lambda: self._emitted[camera] >= ticket)
-        try:
-            yield
-        finally:
-            with self._turns:
-                self._emitted[camera] = ticket + 1
-                self._turns.notify_all()
-
-    def _emit(self, frame: Frame, ticket: int, prediction, detector: Detector | None,
-              latency: dict[str, float], error: str | None, counter: str = "inspected") -> None:
-        header = frame.header
+    def _emit(self, frame: Frame, ticket: int, prediction: Prediction | None,
+              detector: Detector | None, latency: dict[str, float], error: str | None,
+              counter: str = "inspected") -> None:
+        """Hand a scored (or failed) frame to its camera's queue of verdicts."""
         regions = []
-        if error is None and prediction.verdict == "reject":
+        if error is None and prediction is not None and prediction.verdict == "reject":
             regions = find_regions(prediction.anomaly_map, prediction.threshold,
                                    self.config.inspection.min_region_px,
-                                   self._scales.get(header.camera))
-        with self._turn(header.camera, ticket):
-            inspected_ns = self._clock()
-            total_ms = (inspected_ns - header.ts_ns) / 1e6
-            latency = {**latency, "total": round(total_ms, 3)}
-            budget = self._budget(header.camera)
-            if error is None and total_ms > budget:
-                error = f"late: verdict after {total_ms:.0f} ms, budget {budget:.0f} ms"
-            verdict = "error" if error is not None else prediction.verdict
-            counts = self.counts.setdefault(header.camera, Counter())
-            counts[counter] += 1
-            counts[{"pass": "passed", "reject": "rejected", "error": "errors"}[verdict]] += 1
-            if verdict != "reject":
-                regions = []
-            scale = detector.card.score_scale if detector is not None else None
-            record = InspectionRecord(
-                camera=header.camera, seq=header.seq, part_id=header.part_id,
-                captured_ns=header.ts_ns, inspected_ns=inspected_ns, verdict=verdict,
-                score=None if prediction is None else prediction.score,
-                threshold=None if detector is None else detector.threshold,
-                model_sha256=None if detector is None else detector.model.sha256,
-                latency_ms=latency, regions=regions, error=error,
-                frame=np.ascontiguousarray(frame.image),
-                anomaly_map=None if prediction is None else prediction.anomaly_map,
-                map_low=scale.low if scale else 0.0, map_high=scale.high if scale else 1.0,
-            )
-            result = Result(record, verdict == "reject" or (
-                verdict == "error" and self.config.inspection.error_is_reject))
-            document = result.document()
-            self.publisher.publish(header.camera, document)
-            self.preview.update(header.camera, record.frame, record.anomaly_map, document)
-            for sink in self.sinks:
-                sink(record)
+                                   self._scales.get(frame.header.camera))
+        verdict = _Verdict(frame, prediction, detector, latency, error, counter, regions)
+        camera = frame.header.camera
+        with self._order_lock:
+            self._parked.setdefault(camera, {})[ticket] = verdict
+            if camera in self._sending:
+                return  # the worker sending this camera's verdicts will send this one too
+            self._sending.add(camera)
+        while True:  # send this camera's verdicts for as long as the next one is ready
+            with self._order_lock:
+                ready = self._parked[camera].pop(self._next_out[camera], None)
+                if ready is None:
+                    self._sending.discard(camera)
+                    return
+                self._next_out[camera] += 1
+            try:
+                self._send(ready)
+            except Exception:  # a broken sink must not strand the verdicts behind this one
+                logger.exception("sending the verdict of %s seq %s failed", camera,
+                                 ready.frame.header.seq)
+
+    def _delivered(self, camera: str, ticket: int) -> bool:
+        with self._order_lock:
+            return ticket < self._next_out[camera] or ticket in self._parked.get(camera, {})
+
+    def _send(self, v: _Verdict) -> None:
+        """Decide, count and fan out one verdict; called in each camera's arrival order."""
+        header, prediction, detector, error = v.frame.header, v.prediction, v.detector, v.error
+        inspected_ns = self._clock()
+        total_ms = (inspected_ns - header.ts_ns) / 1e6
+        latency = {**v.latency, "total": round(total_ms, 3)}
+        budget = self._budget(header.camera)
+        if error is None and total_ms > budget:
+            error = f"late: verdict after {total_ms:.0f} ms, budget {budget:.0f} ms"
+        verdict = "error" if error is not None or prediction is None else prediction.verdict
+        counts = self.counts.setdefault(header.camera, Counter())
+        counts[v.counter] += 1
+        counts[{"pass": "passed", "reject": "rejected", "error": "errors"}[verdict]] += 1
+        scale = detector.card.score_scale if detector is not None else None
+        record = InspectionRecord(
+            camera=header.camera, seq=header.seq, part_id=header.part_id,
+            captured_ns=header.ts_ns, inspected_ns=inspected_ns, verdict=verdict,
+            score=None if prediction is None else prediction.score,
+            threshold=None if detector is None else detector.threshold,
+            model_sha256=None if detector is None else detector.model.sha256,
+            latency_ms=latency, regions=v.regions if verdict == "reject" else [], error=error,
+            frame=np.ascontiguousarray(v.frame.image),
+            anomaly_map=None if prediction is None else prediction.anomaly_map,
+            map_low=scale.low if scale else 0.0, map_high=scale.high if scale else 1.0,
+        )
+        result = Result(record, verdict == "reject" or (
+            verdict == "error" and self.config.inspection.error_is_reject))
+        document = result.document()
+        self.publisher.publish(header.camera, document)
+        self.preview.update(header.camera, record.frame, record.anomaly_map, document)
+        for sink in self.sinks:
+            sink(record)
 
     def _budget(self, camera: str) -> float:
         return self._budgets.get(camera, self._default_budget)

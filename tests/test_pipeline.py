@@ -240,6 +240,27 @@ def test_a_failing_sink_loses_no_other_verdict_and_inspection_goes_on(service: t
     assert all(r.verdict == "pass" for r in records)
 
 
+def test_an_unforeseen_failure_gives_its_frames_an_error_and_the_next_frame_is_inspected(
+    service: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc, sender, collect, _ = service
+    real = svc.detector.predict_batch
+
+    def broken(frames: list) -> list:
+        if any(float(f.mean()) == 0.0 for f in frames):  # the black frame breaks it
+            raise RuntimeError("unforeseen")
+        return real(frames)
+
+    monkeypatch.setattr(svc.detector, "predict_batch", broken)
+    sender.send(np.zeros((256, 256, 3), np.uint8), "cam1", 0, time.time_ns())
+    sender.send(_part(1), "cam1", 1, time.time_ns())
+    failed, fine = sorted(collect.wait(2), key=lambda r: r.seq)
+    assert failed.verdict == "error" and "internal error: unforeseen" in failed.error
+    assert fine.verdict == "pass"
+    counts = svc.accounting()["cam1"]
+    assert counts["received"] == counts["inspected"] == 2 and counts["errors"] == 1
+
+
 def test_run_pipeline_accounts_for_every_frame_and_stores_every_verdict(
     tmp_path: Path,
 ) -> None:
