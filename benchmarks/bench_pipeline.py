@@ -17,8 +17,7 @@ In one run, on the bundled demo model (256x256):
    workers run it (same plan);
 4. peak RSS of the process.
 
-    python benchmarks/bench_pipeline.py                      # ~4 minutes
-    python benchmarks/bench_pipeline.py --workers 1 auto 2   # one camera on two workers too
+    python benchmarks/bench_pipeline.py            # ~5 minutes
     python benchmarks/bench_pipeline.py --quick
 """
 

@@ -203,8 +203,9 @@ class InspectionConfig(_Strict):
     # (docs/benchmarks.md); raise it on a GPU.
     max_batch: Annotated[int, Field(ge=1, le=64)] = 1
     # Threads that run the model side by side, each on frames of its own. "auto": one per
-    # camera, up to one per CPU core, on the CPU provider (frames of cameras that arrive
-    # together are scored together; docs/benchmarks.md); one on an accelerator.
+    # CPU core with one thread each on the CPU provider (more frames per second and a
+    # steadier latency tail than one frame on every core; docs/benchmarks.md); one on an
+    # accelerator. 1 gives a single slow camera the lowest latency at light load.
     workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # longest wait to fill a batch
     min_region_px: Annotated[int, Field(ge=1)] = 16  # smaller above-threshold blobs are noise

@@ -86,24 +86,24 @@ class ThreadPlan:
 def plan_threads(
     workers: int | str,
     intra_op_threads: int,
-    cameras: int,
     providers: Sequence[str] = ("auto",),
     cores: int | None = None,
     available: Sequence[str] | None = None,
 ) -> ThreadPlan:
     """Resolve ``"auto"`` workers and ``0`` intra-op threads for this box.
 
-    On the CPU a small CNN spreads poorly over cores: two frames side by side on
-    one core each finish sooner than one after the other on every core
-    (docs/benchmarks.md). So "auto" gives each camera a worker, up to one per
-    core, and the workers share the cores out: frames of two cameras that
-    arrive together are scored together, and one camera's frames get every
-    core. An accelerator runs one frame at a time; it gets one worker.
+    On the CPU a small CNN spreads poorly over cores, and a run split over
+    threads waits for the last of them, which on a small box busy with capture
+    and recording is often late. Frames side by side on one core each gave more
+    frames per second and a steadier latency tail, for one camera and for two
+    (docs/benchmarks.md). So "auto" is one worker per core, and workers set by
+    hand share the cores out. An accelerator runs one frame at a time; it gets
+    one worker.
     """
     cores = cores or len(os.sched_getaffinity(0))
     on_cpu = choose_providers(providers, available)[0] == "CPUExecutionProvider"
     if workers == "auto":
-        workers = max(1, min(cameras, cores)) if on_cpu else 1
+        workers = cores if on_cpu else 1
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer or 'auto', got {workers!r}")
     if intra_op_threads == 0 and on_cpu and workers > 1:

@@ -52,7 +52,7 @@ COUNTERS = ("inspected", "stale", "passed", "rejected", "errors")
 def thread_plan(config: Config) -> ThreadPlan:
     """Inspection workers and threads per model run for this config on this box."""
     return plan_threads(config.inspection.workers, config.model.intra_op_threads,
-                        len(config.cameras), config.model.providers)
+                        config.model.providers)
 
 
 def load_detector(config: Config, model: str | Path | LoadedModel) -> Detector:

@@ -40,21 +40,20 @@ CPU_BOX = ["CPUExecutionProvider"]
 
 
 @pytest.mark.parametrize(
-    ("workers", "intra", "cameras", "cores", "available", "expected"),
+    ("workers", "intra", "cores", "available", "expected"),
     [
-        ("auto", 0, 1, 2, CPU_BOX, ThreadPlan(1, 0)),  # one camera: every core on each frame
-        ("auto", 0, 2, 2, CPU_BOX, ThreadPlan(2, 1)),  # a worker per camera, a core each
-        ("auto", 0, 4, 2, CPU_BOX, ThreadPlan(2, 1)),  # never more workers than cores
-        ("auto", 0, 2, 8, CPU_BOX, ThreadPlan(2, 4)),
-        ("auto", 3, 2, 8, CPU_BOX, ThreadPlan(2, 3)),  # threads set by hand: kept
-        ("auto", 0, 4, 8, GPU_BOX, ThreadPlan(1, 0)),  # an accelerator runs one at a time
-        (3, 0, 1, 8, CPU_BOX, ThreadPlan(3, 2)),  # workers set by hand: kept, cores shared
-        (16, 0, 1, 8, CPU_BOX, ThreadPlan(16, 1)),
+        ("auto", 0, 2, CPU_BOX, ThreadPlan(2, 1)),  # a worker per core, one thread each
+        ("auto", 0, 1, CPU_BOX, ThreadPlan(1, 0)),
+        ("auto", 3, 4, CPU_BOX, ThreadPlan(4, 3)),  # threads set by hand: kept
+        ("auto", 0, 8, GPU_BOX, ThreadPlan(1, 0)),  # an accelerator runs one frame at a time
+        (1, 0, 8, CPU_BOX, ThreadPlan(1, 0)),  # one worker: ONNX Runtime takes every core
+        (3, 0, 8, CPU_BOX, ThreadPlan(3, 2)),  # workers set by hand share the cores out
+        (16, 0, 8, CPU_BOX, ThreadPlan(16, 1)),
     ],
 )
-def test_plan_threads(workers: int | str, intra: int, cameras: int, cores: int,
-                      available: list[str], expected: ThreadPlan) -> None:
-    assert plan_threads(workers, intra, cameras, ("auto",), cores, available) == expected
+def test_plan_threads(workers: int | str, intra: int, cores: int, available: list[str],
+                      expected: ThreadPlan) -> None:
+    assert plan_threads(workers, intra, ("auto",), cores, available) == expected
 
 
 def test_session_runs_a_real_model() -> None:
