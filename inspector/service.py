@@ -153,7 +153,11 @@ class InspectionService:
         self._parked: dict[str, dict[int, _Verdict]] = {}
         self._sending: set[str] = set()
         self._order_lock = threading.Lock()
-        self.workers = thread_plan(config).workers
+        plan = thread_plan(config)
+        self.workers = plan.workers
+        threads = plan.intra_op_threads
+        logger.info("inspection: %d worker(s), %s per model run", plan.workers,
+                    f"{threads} thread(s)" if threads else "ONNX Runtime's default threads")
         self._threads = [threading.Thread(target=self._work, name=f"inspector-{i}", daemon=True)
                          for i in range(self.workers)]
 
