@@ -206,9 +206,21 @@ class InspectionConfig(_Strict):
     # CPU core with one thread each on the CPU provider (more frames per second and a
     # steadier latency tail than one frame on every core; docs/benchmarks.md); one on an
     # accelerator. 1 gives a single slow camera the lowest latency at light load.
-    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
+    workers: int | Literal["auto"] = "auto"
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # longest wait to fill a batch
     min_region_px: Annotated[int, Field(ge=1)] = 16  # smaller above-threshold blobs are noise
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        # One message for both forms, instead of one per member of the union.
+        if value == "auto":
+            return value
+        if isinstance(value, str) and value.strip().isdigit():  # from an environment variable
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise ValueError(f"must be 'auto' or a number of workers from 1 to 64, got {value!r}")
+        return value
 
 
 class StorageConfig(_Strict):

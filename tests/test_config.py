@@ -96,6 +96,9 @@ def test_empty_config_gives_defaults() -> None:
             "model.intra_op_threads",
             "greater than or equal to 0",
         ),
+        ({"inspection": {"workers": 0}}, "inspection.workers", "'auto' or a number"),
+        ({"inspection": {"workers": "many"}}, "inspection.workers", "'auto' or a number"),
+        ({"inspection": {"workers": True}}, "inspection.workers", "'auto' or a number"),
         ({"storage": {"root": 5}}, "storage.root", "path"),
         ({"web": {"port": 70000}}, "web.port", "65535"),
         ({"logging": {"level": "LOUD"}}, "logging.level", "'DEBUG'"),
@@ -127,9 +130,11 @@ def test_environment_overrides_paths_and_secrets(tmp_path: Path) -> None:
         "INSPECTOR__STORAGE__ROOT": str(tmp_path / "data"),
         "INSPECTOR__WEB__SECRET_KEY": "s3cret",
         "INSPECTOR__CAMERAS__0__URL": "rtsp://user:pw@cam/1",
+        "INSPECTOR__INSPECTION__WORKERS": "3",
         "UNRELATED": "x",
     }
     config = parse_config(data, base_dir=tmp_path, environ=environ)
+    assert config.inspection.workers == 3
     assert config.storage.root == tmp_path / "data"
     assert config.web.secret_key == "s3cret"
     assert isinstance(config.cameras[0], StreamCamera)
