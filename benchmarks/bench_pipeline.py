@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import tempfile
 import threading
@@ -41,11 +40,11 @@ from inspector.config import parse_config
 from inspector.demo import DEMO_MODEL
 from inspector.pipeline import retention_policy
 from inspector.recorder import Recorder
-from inspector.runtime import ThreadPlan, create_session
+from inspector.runtime import ThreadPlan, create_session, usable_cores
 from inspector.service import InspectionService, load_detector, thread_plan
 from inspector.store import InspectionRecord, Store
 
-CORES = len(os.sched_getaffinity(0))
+CORES = usable_cores()
 
 
 def frames(count: int = 40) -> list[np.ndarray]:

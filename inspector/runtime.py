@@ -83,6 +83,13 @@ class ThreadPlan:
     intra_op_threads: int  # threads inside one run; 0 leaves it to ONNX Runtime
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def plan_threads(
     workers: int | str,
     intra_op_threads: int,
@@ -100,7 +107,7 @@ def plan_threads(
     hand share the cores out. An accelerator runs one frame at a time; it gets
     one worker.
     """
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or usable_cores()
     on_cpu = choose_providers(providers, available)[0] == "CPUExecutionProvider"
     if workers == "auto":
         workers = cores if on_cpu else 1

@@ -325,13 +325,13 @@ class InspectionService:
               detector: Detector | None, latency: dict[str, float], error: str | None,
               counter: str = "inspected") -> None:
         """Hand a scored (or failed) frame to its camera's queue of verdicts."""
+        camera = frame.header.camera
         regions = []
         if error is None and prediction is not None and prediction.verdict == "reject":
             regions = find_regions(prediction.anomaly_map, prediction.threshold,
                                    self.config.inspection.min_region_px,
-                                   self._scales.get(frame.header.camera))
+                                   self._scales.get(camera))
         verdict = _Verdict(frame, prediction, detector, latency, error, counter, regions)
-        camera = frame.header.camera
         with self._order_lock:
             self._parked.setdefault(camera, {})[ticket] = verdict
             if camera in self._sending:
