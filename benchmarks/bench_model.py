@@ -26,11 +26,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from inspector.backbones import load_backbone
-from inspector.card import load_model
-from inspector.fit import FitOptions, fit
-from inspector.images import list_images, read_image
-from inspector.quantize import quantize_model
+from inspector.fitting import FitOptions, fit, load_backbone, quantize_model
+from inspector.imaging import list_images, read_image
+from inspector.model import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "mvtec_bottle_512"

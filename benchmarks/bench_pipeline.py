@@ -37,12 +37,15 @@ import zmq
 from camera.synthetic import PartGenerator
 from inspector.bus import FrameSender
 from inspector.config import parse_config
-from inspector.demo import DEMO_MODEL
-from inspector.pipeline import retention_policy
-from inspector.recorder import Recorder
-from inspector.runtime import ThreadPlan, create_session, usable_cores
-from inspector.service import InspectionService, load_detector, thread_plan
-from inspector.store import InspectionRecord, Store
+from inspector.inspection import (
+    DEMO_MODEL,
+    InspectionService,
+    load_detector,
+    retention_policy,
+    thread_plan,
+)
+from inspector.model import ThreadPlan, create_session, usable_cores
+from inspector.store import InspectionRecord, Recorder, Store
 
 CORES = usable_cores()
 

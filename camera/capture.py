@@ -18,7 +18,8 @@ from typing import Any
 
 import zmq
 
-from camera.sources import FrameSource, SourceFrame, make_source
+from camera.base import FrameSource, SourceFrame
+from camera.sources import make_source
 from inspector.bus import FrameSender, TriggerReceiver
 from inspector.config import CameraConfig
 from inspector.errors import SourceError, WireError

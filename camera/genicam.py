@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camera.sources import FrameSource, SourceFrame
+from camera.base import FrameSource, SourceFrame
 from inspector.errors import SourceError, SourceUnavailable
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 import zmq
 
+from camera.base import FrameSource
 from camera.capture import CaptureGroup
-from camera.sources import FrameSource, make_source
+from camera.sources import make_source
 from inspector.bus import FrameReceiver
 from inspector.config import CameraConfig, Config
 

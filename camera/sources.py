@@ -9,14 +9,12 @@ right now; a finite source that reached its end also sets ``finished``.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
+from camera.base import FrameSource, SourceFrame
 from inspector.config import (
     CameraConfig,
     DeviceCamera,
@@ -27,44 +25,10 @@ from inspector.config import (
     VideoCamera,
 )
 from inspector.errors import SourceError
+from inspector.imaging import IMAGE_SUFFIXES
 from inspector.logs import RateLimitedLog
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-
-
-@dataclass(frozen=True, slots=True)
-class SourceFrame:
-    """One frame as a source delivers it; ``part_id`` names the part when the source knows it."""
-
-    image: np.ndarray
-    part_id: str | None = None
-
-
-class FrameSource(ABC):
-    """What a capture thread needs from a camera."""
-
-    def __init__(self, live: bool = False) -> None:
-        # A live source (camera, stream) produces frames whether or not anyone reads them:
-        # in trigger mode it is read continuously so that the triggered frame is fresh.
-        self.live = live
-        self.finished = False
-
-    @abstractmethod
-    def open(self) -> None:
-        """Make the source ready; raise ``SourceError`` when it cannot be opened."""
-
-    @abstractmethod
-    def read(self) -> SourceFrame | None:
-        """The next frame; None when there is none now (or ever, once ``finished``)."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
-        """Release the device. Safe to call more than once and on a source never opened."""
-
-    def describe(self) -> str:
-        return type(self).__name__
-
 
 class FolderSource(FrameSource):
     """Replays the images of a folder, sorted by path; the part id is the relative path."""

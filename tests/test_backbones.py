@@ -40,7 +40,7 @@ def session(name: str) -> ort.InferenceSession:
 
 
 def reference_input(shape: tuple[int, int, int, int]) -> np.ndarray:
-    """Same expression as inspector.export.backbones.reference_input (checked by sha256)."""
+    """Same expression as inspector.fitting.export.backbones.reference_input (checked by sha256)."""
     n, c, h, w = shape
     y, x, ch = np.ogrid[0:h, 0:w, 0:c]
     ramps = (3 * x + 2 * y + 85 * ch) % 256
@@ -182,7 +182,7 @@ def test_outputs_match_pretrained_reference_statistics(name: str) -> None:
 def test_torch_rebuild_matches_committed_onnx(name: str) -> None:
     """The architecture code + weight package reproduce the committed graph's outputs."""
     torch = pytest.importorskip("torch")
-    from inspector.export import backbones
+    from inspector.fitting.export import backbones
 
     bb = backbones.BACKBONES[name]
     try:
@@ -209,7 +209,7 @@ def test_lite_architecture_matches_reference_implementation(index: int) -> None:
     """Our EfficientNet-Lite equals the efficientnet_lite_pytorch package's, if installed."""
     torch = pytest.importorskip("torch")
     ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
-    from inspector.export import backbones
+    from inspector.fitting.export import backbones
 
     bb = backbones.BACKBONES[f"efficientnet_lite{index}"]
     try:

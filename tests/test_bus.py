@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import zmq
 
-from inspector.bus import FrameReceiver, FrameSender, ResultPublisher, ResultSubscriber
+from inspector.bus import FrameReceiver, FrameSender
 from inspector.errors import BusError
+from inspector.outputs import ResultPublisher, ResultSubscriber
 
 from .conftest import free_tcp_port, make_endpoint
 

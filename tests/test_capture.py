@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zmq
 
+from camera.base import FrameSource, SourceFrame
 from camera.capture import CaptureGroup, CaptureThread
-from camera.sources import FrameSource, SourceFrame
 from inspector.bus import FrameReceiver, send_trigger
 from inspector.config import CameraConfig, SyntheticCamera
 from inspector.errors import SourceError

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from inspector.card import (
+from inspector.errors import ModelError
+from inspector.model.card import (
     CARD_FILE,
     MODEL_FILE,
     InputSpec,
@@ -19,7 +20,6 @@ from inspector.card import (
     save_model,
     sha256_bytes,
 )
-from inspector.errors import ModelError
 
 ONNX = b"\x08\x07onnx-bytes-stand-in"
 

@@ -18,7 +18,7 @@ from inspector import __version__
 
 from .conftest import REPO_ROOT, free_tcp_port
 
-INSPECTOR = [sys.executable, "-m", "inspector.cli"]
+INSPECTOR = [sys.executable, "-m", "inspector.cli.commands"]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.cli import main
+from inspector.cli.commands import main
 from inspector.config import (
     FolderCamera,
     StreamCamera,

@@ -14,13 +14,13 @@ import onnx
 import pytest
 
 from camera.synthetic import DEFECT_TYPES, PartGenerator
-from inspector.card import CARD_FILE, MODEL_FILE, load_model
-from inspector.detector import Detector
 from inspector.errors import ImageError, ModelError
-from inspector.evaluate import calibrate, evaluate, load_category
-from inspector.fit import FitOptions, fit, greedy_coreset, location_gaussians
-from inspector.images import list_images, read_image
-from inspector.tiling import split, stitch, tile_origins
+from inspector.evaluation.evaluate import calibrate, evaluate, load_category
+from inspector.fitting.fit import FitOptions, fit, greedy_coreset, location_gaussians
+from inspector.imaging.read import list_images, read_image
+from inspector.model.card import CARD_FILE, MODEL_FILE, load_model
+from inspector.model.detector import Detector
+from inspector.model.tiling import split, stitch, tile_origins
 
 SIZE = 128  # rendered part size
 TINY = FitOptions(backbone="mobilenet_v2", size=128, max_bank=512, holdout=0.2)
@@ -225,7 +225,7 @@ def test_cli_predict_and_eval_agree_with_the_detector(
         (tmp_path / p.name).write_bytes(p.read_bytes())
     targets = [tmp_path / p.name for p in images]
     out = subprocess.run(
-        [sys.executable, "-m", "inspector.cli", "predict", "--model", str(model_dir),
+        [sys.executable, "-m", "inspector.cli.commands", "predict", "--model", str(model_dir),
          *map(str, targets), str(tmp_path / "missing.png")],
         capture_output=True, text=True, timeout=120,
     )
@@ -301,7 +301,7 @@ def test_location_gaussians_have_the_data_mean_and_a_usable_inverse() -> None:
 def test_quantize_writes_a_verified_int8_copy_that_still_scores(
     category: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    from inspector.quantize import quantize_model
+    from inspector.fitting.quantize import quantize_model
 
     card = quantize_model(model_dir, list_images(category / "train/good")[:4], tmp_path / "q")
     model = load_model(tmp_path / "q")  # verifies the hash

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspector.metrics import (
+from inspector.evaluation.metrics import (
     binary_report,
     f1_optimal_threshold,
     pixel_auroc,

@@ -18,16 +18,17 @@ import pytest
 import zmq
 
 from camera.synthetic import PartGenerator
-from inspector.bus import FrameSender, ResultSubscriber
+from inspector.bus import FrameSender
+from inspector.bus.wire import encode_frame
 from inspector.config import parse_config
-from inspector.demo import DEMO_MODEL
-from inspector.detector import Detector
-from inspector.fit import FitOptions, fit
-from inspector.images import list_images, read_image
-from inspector.pipeline import run_pipeline
-from inspector.service import InspectionService
-from inspector.store import InspectionRecord, Store
-from inspector.wire import encode_frame
+from inspector.fitting.fit import FitOptions, fit
+from inspector.imaging.read import list_images, read_image
+from inspector.inspection.demo import DEMO_MODEL
+from inspector.inspection.pipeline import run_pipeline
+from inspector.inspection.service import InspectionService
+from inspector.model.detector import Detector
+from inspector.outputs import ResultSubscriber
+from inspector.store.store import InspectionRecord, Store
 
 from .conftest import REPO_ROOT, make_endpoint
 
@@ -316,7 +317,7 @@ pass_sample_rate = 1.0
 
 def _start_run(config: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "inspector.cli", "run", "--config", str(config),
+        [sys.executable, "-m", "inspector.cli.commands", "run", "--config", str(config),
          "--interval", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -376,7 +377,7 @@ def test_kill_9_leaves_a_consistent_store_and_inspection_resumes(tmp_path: Path)
 
 
 def test_regions_are_the_blobs_above_the_threshold_strongest_first() -> None:
-    from inspector.regions import find_regions
+    from inspector.inspection.regions import find_regions
 
     heat = np.zeros((100, 200), np.float32)
     heat[10:20, 30:50] = 5.0  # 200 px, peak 5
@@ -392,7 +393,7 @@ def test_regions_are_the_blobs_above_the_threshold_strongest_first() -> None:
 
 def test_demo_runs_with_no_configuration(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "inspector.cli", "demo", "--duration", "4",
+        [sys.executable, "-m", "inspector.cli.commands", "demo", "--duration", "4",
          "--store", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=120,
     )

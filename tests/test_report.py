@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.overlay import draw_regions, heatmap_overlay, thumbnail
-from inspector.report import (
+from inspector.evaluation.report import (
     ESCAPES_HEADING,
     FALSE_REJECTS_HEADING,
     Example,
@@ -17,6 +16,7 @@ from inspector.report import (
     _roc,
     write_report,
 )
+from inspector.imaging.overlay import draw_regions, heatmap_overlay, thumbnail
 
 HOSTILE = "<script>alert(1)</script>"
 

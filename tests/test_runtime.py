@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from inspector.errors import ModelError
-from inspector.runtime import ThreadPlan, choose_providers, create_session, plan_threads
+from inspector.model.runtime import ThreadPlan, choose_providers, create_session, plan_threads
 
 GPU_BOX = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from camera.base import FrameSource
 from camera.genicam import GenICamSource, to_bgr
-from camera.sources import FolderSource, FrameSource, OpenCVSource, make_source
+from camera.sources import FolderSource, OpenCVSource, make_source
 from inspector.config import parse_config
 from inspector.errors import ConfigError, SourceError, SourceUnavailable
 

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-import inspector.store as store_module
+import inspector.store.store as store_module
 from inspector.errors import InspectorError
-from inspector.recorder import Recorder
-from inspector.store import (
+from inspector.store.recorder import Recorder
+from inspector.store.store import (
     SCHEMA_VERSION,
     InspectionRecord,
     RetentionPolicy,
@@ -516,7 +516,7 @@ def test_submit_never_blocks_while_the_store_is_busy(store: Store) -> None:
 
 
 def test_a_version_1_store_is_migrated_in_place_and_keeps_its_labels(tmp_path: Path) -> None:
-    import inspector.store as store_module
+    import inspector.store.store as store_module
 
     with sqlite3.connect(tmp_path / "inspections.db") as conn:
         conn.executescript(store_module.MIGRATIONS[0])

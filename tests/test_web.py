@@ -216,9 +216,9 @@ class _Live:
     def __init__(self) -> None:
         import numpy as np
 
-        from inspector.demo import DEMO_MODEL
-        from inspector.detector import Detector
-        from inspector.service import Preview
+        from inspector.inspection.demo import DEMO_MODEL
+        from inspector.inspection.service import Preview
+        from inspector.model.detector import Detector
 
         self.detector = Detector.open(DEMO_MODEL, providers=("cpu",))
         self.preview = Preview()
@@ -252,9 +252,9 @@ def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
 ) -> None:
     import zmq
 
-    from inspector.demo import DEMO_MODEL
-    from inspector.detector import Detector
-    from inspector.service import InspectionService
+    from inspector.inspection.demo import DEMO_MODEL
+    from inspector.inspection.service import InspectionService
+    from inspector.model.detector import Detector
 
     store = filled_store(tmp_path / "store")
     config = web_config(tmp_path / "store")

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.bus import FrameReceiver, FrameSender
+from inspector.bus.wire import decode_frame, encode_frame
 from inspector.errors import WireError
-from inspector.wire import decode_frame, encode_frame
 
 RNG = np.random.default_rng(0)
 

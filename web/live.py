@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
-from inspector.overlay import heatmap_overlay, thumbnail
+from inspector.imaging import heatmap_overlay, thumbnail
 from web.auth import login_required
 
 bp = Blueprint("live", __name__)

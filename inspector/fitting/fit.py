@@ -1,7 +1,7 @@
 """Fitting a model from good images only.
 
 1. Patch features of every image come from the model's own feature graph
-   (``inspector.graph``), so fitting sees exactly what inference will see.
+   (``inspector.fitting.graph``), so fitting sees exactly what inference will see.
 2. A PCA fitted on a sample of patches projects them to ``dims`` dimensions.
 3. ``patchcore``: a greedy coreset of the projected patches is the memory bank.
    ``padim``: a Gaussian per patch location (cheap; for fixtured parts).
@@ -27,9 +27,14 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from inspector import __version__, tiling
-from inspector.backbones import load_backbone
-from inspector.card import (
+from inspector import __version__
+from inspector.errors import ImageError
+from inspector.evaluation import good_quantile_threshold, score_scale
+from inspector.fitting.backbones import load_backbone
+from inspector.fitting.graph import OUTPUTS, FeatureSpec, feature_model, scoring_model
+from inspector.imaging import read_image
+from inspector.model import (
+    Detector,
     InputSpec,
     LoadedModel,
     ModelCard,
@@ -37,15 +42,11 @@ from inspector.card import (
     Threshold,
     Tiling,
     TrainingSet,
+    create_session,
     save_model,
     sha256_bytes,
+    tiling,
 )
-from inspector.detector import Detector
-from inspector.errors import ImageError
-from inspector.graph import OUTPUTS, FeatureSpec, feature_model, scoring_model
-from inspector.images import read_image
-from inspector.runtime import create_session
-from inspector.threshold import good_quantile_threshold, score_scale
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from inspector.card import ModelCard, load_model, save_model, sha256_bytes
 from inspector.errors import ModelError
-from inspector.images import read_image
+from inspector.imaging import read_image
+from inspector.model import ModelCard, load_model, save_model, sha256_bytes
 
 BACKBONE_PREFIX = "backbone/"
 

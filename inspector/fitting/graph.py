@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inspector.backbones import Backbone
+from inspector.fitting.backbones import Backbone
 
 OPSET = 18  # Resize with antialias
 IR_VERSION = 9

@@ -17,13 +17,13 @@ from typing import Any, TextIO
 
 import zmq
 
+from camera.base import FrameSource
 from camera.capture import CaptureGroup
-from camera.sources import FrameSource, make_source
+from camera.sources import make_source
 from inspector.config import CameraConfig, Config, StorageConfig
 from inspector.errors import ConfigError
-from inspector.recorder import Recorder
-from inspector.service import InspectionService, load_detector
-from inspector.store import RetentionPolicy, Store
+from inspector.inspection.service import InspectionService, load_detector
+from inspector.store import Recorder, RetentionPolicy, Store
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def add_model_commands(commands: Any) -> None:
-    from inspector.fit import FitOptions
+    from inspector.fitting import FitOptions
 
     defaults = FitOptions()
     fit = commands.add_parser("fit", help="fit a model from good images (MVTec-AD train/good)")
@@ -71,8 +71,8 @@ def _progress() -> bool:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from inspector.fit import FitOptions, fit
-    from inspector.images import list_images
+    from inspector.fitting import FitOptions, fit
+    from inspector.imaging import list_images
 
     try:
         options = FitOptions(
@@ -96,8 +96,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from inspector.evaluate import calibrate, defect_images
-    from inspector.images import list_images
+    from inspector.evaluation import calibrate, defect_images
+    from inspector.imaging import list_images
 
     defects = defect_images(args.defects) if args.defects else []
     card = calibrate(args.model, list_images(args.images), defects, args.quantile, args.margin,
@@ -107,7 +107,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from inspector.evaluate import evaluate
+    from inspector.evaluation import evaluate
 
     result = evaluate(args.model, args.data, args.report, args.threads, _progress())
     text = json.dumps(result, indent=2)
@@ -123,10 +123,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import cv2
 
-    from inspector.detector import Detector
     from inspector.errors import InspectorError
-    from inspector.images import read_image
-    from inspector.overlay import heatmap_overlay
+    from inspector.imaging import heatmap_overlay, read_image
+    from inspector.model import Detector
 
     detector = Detector.open(args.model, threads=args.threads)
     failed = 0
@@ -151,8 +150,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from inspector.images import list_images
-    from inspector.quantize import quantize_model
+    from inspector.fitting import quantize_model
+    from inspector.imaging import list_images
 
     card = quantize_model(args.model, list_images(args.images)[: args.max_images], args.out)
     print(json.dumps({"model": str(args.out), "onnx_sha256": card.onnx_sha256,

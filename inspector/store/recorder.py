@@ -17,7 +17,7 @@ import time
 from typing import cast
 
 from inspector.logs import RateLimitedLog
-from inspector.store import InspectionRecord, RetentionPolicy, Store
+from inspector.store.store import InspectionRecord, RetentionPolicy, Store
 
 logger = logging.getLogger(__name__)
 

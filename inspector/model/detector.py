@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from inspector import tiling
-from inspector.card import LoadedModel, load_model
 from inspector.errors import ModelError
-from inspector.images import check_frame
-from inspector.runtime import create_session
+from inspector.imaging import check_frame
+from inspector.model import tiling
+from inspector.model.card import LoadedModel, load_model
+from inspector.model.runtime import create_session
 
 RUNTIME_ERRORS = (ort.capi.onnxruntime_pybind11_state.Fail,
                   ort.capi.onnxruntime_pybind11_state.InvalidArgument)

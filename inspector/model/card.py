@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inspector.errors import ModelError
+from inspector.files import write_atomic
 
 CARD_FILE = "card.json"
 MODEL_FILE = "model.onnx"
@@ -145,17 +144,3 @@ def save_model(model_dir: str | Path, card: ModelCard, onnx: bytes | None = None
         write_atomic(model_dir / MODEL_FILE, onnx)
     text = json.dumps(card.model_dump(mode="json"), indent=2) + "\n"
     write_atomic(model_dir / CARD_FILE, text.encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -16,7 +16,7 @@ from typing import Any
 
 from inspector.config import Config, parse_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MODEL = REPO_ROOT / "models" / "demo"
 
 

@@ -18,12 +18,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from inspector.card import ModelCard, load_model, save_model
-from inspector.detector import Detector
 from inspector.errors import ImageError
-from inspector.images import IMAGE_SUFFIXES, list_images, read_image
-from inspector.metrics import binary_report, pixel_auroc, pro_score, roc_auc
-from inspector.threshold import f1_optimal, good_quantile_threshold, score_scale
+from inspector.evaluation.metrics import binary_report, pixel_auroc, pro_score, roc_auc
+from inspector.evaluation.threshold import f1_optimal, good_quantile_threshold, score_scale
+from inspector.imaging import IMAGE_SUFFIXES, list_images, read_image
+from inspector.model import Detector, ModelCard, load_model, save_model
 
 MAX_EXAMPLES = 12
 logger = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ def _mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:
 
 def _report(detector: Detector, samples: list[Sample], labels: np.ndarray, scores: np.ndarray,
             result: dict[str, Any], out: Path) -> Path:
-    from inspector.report import Example, write_report  # matplotlib only when asked
+    from inspector.evaluation.report import Example, write_report  # matplotlib only when asked
 
     threshold = detector.threshold
     false_rejects = [i for i in np.argsort(-scores) if not labels[i] and scores[i] >= threshold]

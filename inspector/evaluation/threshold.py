@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.card import ScoreScale, Threshold
-from inspector.metrics import binary_report, f1_optimal_threshold
+from inspector.evaluation.metrics import binary_report, f1_optimal_threshold
+from inspector.model import ScoreScale, Threshold
 
 
 def good_quantile_threshold(good_scores: np.ndarray, quantile: float = 0.99,

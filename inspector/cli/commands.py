@@ -16,7 +16,7 @@ from inspector.config import Config, load_config
 from inspector.errors import ConfigError, InspectorError
 from inspector.logs import setup_logging
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EXIT_USAGE = 2
 
 
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     samples.add_argument("--seed", type=int, default=0)
     samples.set_defaults(handler=_make_samples)
 
-    from inspector.cli_model import add_model_commands
+    from inspector.cli.model import add_model_commands
 
     add_model_commands(commands)
     return parser
@@ -114,7 +114,7 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from inspector.pipeline import run_pipeline
+    from inspector.inspection import run_pipeline
 
     config = load_logged_config(args.config)
     run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval,
@@ -123,8 +123,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from inspector.demo import demo_config
-    from inspector.pipeline import run_pipeline
+    from inspector.inspection import demo_config, run_pipeline
     from inspector.store import Store
 
     config = demo_config(args.store, args.port)

@@ -41,10 +41,10 @@ from typing import Any, BinaryIO
 import cv2
 import numpy as np
 
-from inspector.card import write_atomic
 from inspector.errors import InspectorError
+from inspector.files import write_atomic
+from inspector.imaging import draw_regions, heatmap_overlay, thumbnail
 from inspector.logs import RateLimitedLog
-from inspector.overlay import draw_regions, heatmap_overlay, thumbnail
 
 try:
     import fcntl

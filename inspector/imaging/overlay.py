@@ -19,7 +19,7 @@ def _describe(array: np.ndarray) -> str:
     return f"{array.dtype} {tuple(array.shape)}"
 
 
-def _as_bgr(image: np.ndarray, what: str = "image") -> np.ndarray:
+def as_bgr(image: np.ndarray, what: str = "image") -> np.ndarray:
     """Return ``image`` as uint8 (H, W, 3) BGR, converting grey; raise ValueError otherwise."""
     if not isinstance(image, np.ndarray):
         raise ValueError(
@@ -53,7 +53,7 @@ def heatmap_overlay(
     normalised value is 0 (map <= low) keep the original image exactly. NaN map values count
     as 0, +inf as 1.
     """
-    bgr = _as_bgr(image)
+    bgr = as_bgr(image)
     if not isinstance(anomaly_map, np.ndarray):
         raise ValueError(
             f"anomaly_map must be a numpy float (h, w) array, got {type(anomaly_map).__name__}"
@@ -105,7 +105,7 @@ def draw_regions(
     edge (thicker lines grow both ways). ``thickness`` defaults to
     ``max(1, round(min(H, W) / 200))``. A grey image comes back as BGR so colours show.
     """
-    out = _as_bgr(image).copy()
+    out = as_bgr(image).copy()
     height, width = out.shape[:2]
     if thickness is None:
         thickness = max(1, round(min(height, width) / 200))

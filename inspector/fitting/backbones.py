@@ -1,7 +1,7 @@
 """The exported feature extractors under ``models/backbones``, as the fitting code needs them.
 
 Runtime code reads only the committed ONNX files and ``manifest.json``; torch is
-needed solely to re-export them (``inspector.export``).
+needed solely to re-export them (``inspector.fitting.export``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from inspector.card import sha256_bytes
 from inspector.errors import ModelError
+from inspector.model import sha256_bytes
 
-BACKBONES_DIR = Path(__file__).resolve().parents[1] / "models" / "backbones"
+BACKBONES_DIR = Path(__file__).resolve().parents[2] / "models" / "backbones"
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,22 @@ from typing import Any
 import numpy as np
 import zmq
 
-from inspector.bus import FrameReceiver, ResultPublisher
-from inspector.card import LoadedModel, ScoreScale, Threshold, load_model
+from inspector.bus import Frame, FrameReceiver
 from inspector.config import Config, SyntheticCamera
-from inspector.detector import Detector, Prediction
 from inspector.errors import InspectorError
-from inspector.regions import find_regions
-from inspector.runtime import ThreadPlan, plan_threads
+from inspector.inspection.regions import find_regions
+from inspector.model import (
+    Detector,
+    LoadedModel,
+    Prediction,
+    ScoreScale,
+    ThreadPlan,
+    Threshold,
+    load_model,
+    plan_threads,
+)
+from inspector.outputs import ResultPublisher
 from inspector.store import InspectionRecord
-from inspector.wire import Frame
 
 logger = logging.getLogger(__name__)
 

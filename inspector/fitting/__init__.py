@@ -1,0 +1,14 @@
+"""Building models: from good images and a pretrained backbone to one self-contained ONNX graph.
+
+- ``backbones``: the committed, verified ONNX backbones under ``models/backbones``
+- ``graph``: the ONNX graphs (preprocessing, features, patch scoring, anomaly map, score)
+- ``fit``: ``inspector fit``, from good images to a fitted model with its card
+- ``quantize``: ``inspector quantize``, an int8 copy of a fitted model
+- ``export``: re-exporting the backbones from PyTorch (offline, ``export`` extra only)
+"""
+
+from inspector.fitting.backbones import Backbone, load_backbone
+from inspector.fitting.fit import FitOptions, fit
+from inspector.fitting.quantize import quantize_model
+
+__all__ = ["Backbone", "FitOptions", "fit", "load_backbone", "quantize_model"]
