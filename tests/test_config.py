@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.cli.commands import main
+from inspector.cli import main
 from inspector.config import (
     FolderCamera,
     StreamCamera,
@@ -15,8 +15,7 @@ from inspector.config import (
     parse_config,
 )
 from inspector.errors import ConfigError
-
-from .conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "inspector.example.toml"
 

@@ -3,7 +3,8 @@
 - ``metrics``: image AUROC, pixel AUROC, PRO, F1 and the confusion at a threshold
 - ``threshold``: the rules that choose a decision threshold (good-only quantile, F1-optimal)
 - ``evaluate``: ``inspector eval`` and ``inspector calibrate`` over MVTec-layout folders
-- ``report``: the HTML evaluation report (ROC, histograms, worst examples; loads matplotlib)
+- ``report``: the HTML evaluation report a QA engineer opens after ``inspector eval --report``
+- ``figures``: its charts (ROC, score histogram; matplotlib) and grids of the worst examples
 """
 
 from inspector.evaluation.evaluate import calibrate, defect_images, evaluate, load_category

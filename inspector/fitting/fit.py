@@ -35,18 +35,16 @@ from inspector.fitting.graph import OUTPUTS, FeatureSpec, feature_model, scoring
 from inspector.imaging import read_image
 from inspector.model import (
     Detector,
-    InputSpec,
     LoadedModel,
     ModelCard,
     ScoreScale,
     Threshold,
-    Tiling,
-    TrainingSet,
     create_session,
     save_model,
     sha256_bytes,
     tiling,
 )
+from inspector.model import card as card_schema
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +170,11 @@ def fit(
         name=options.name,
         version=__version__,
         backbone={"name": backbone.name, "sha256": backbone.sha256, "layers": list(options.layers)},
-        input=InputSpec(size=(options.size, options.size), resize="bilinear, antialiased"),
+        input=card_schema.InputSpec(size=(options.size, options.size),
+                                    resize="bilinear, antialiased"),
         method=options.method,
         hyperparameters=hyper,
-        training=TrainingSet(
+        training=card_schema.TrainingSet(
             count=len(fit_paths), fingerprint=fingerprint(fit_paths),
             source=str(Path(fit_paths[0]).parent),
         ),
@@ -183,7 +182,7 @@ def fit(
                             detail={"note": "no holdout images; run inspector calibrate"}),
         score_scale=ScoreScale(low=0.0, high=1.0),
         outputs=OUTPUTS,
-        tiling=None if options.tile is None else Tiling(tile=options.tile,
+        tiling=None if options.tile is None else card_schema.Tiling(tile=options.tile,
                                                        overlap=options.tile_overlap),
         onnx_sha256=sha256_bytes(onnx_bytes),
     )

@@ -15,9 +15,9 @@ import onnxruntime as ort
 
 from inspector.errors import ModelError
 from inspector.imaging import check_frame
-from inspector.model import tiling
 from inspector.model.card import LoadedModel, load_model
 from inspector.model.runtime import create_session
+from inspector.model.tiling import split, stitch
 
 RUNTIME_ERRORS = (ort.capi.onnxruntime_pybind11_state.Fail,
                   ort.capi.onnxruntime_pybind11_state.InvalidArgument)
@@ -80,7 +80,7 @@ class Detector:
 
     def _predict_tiled(self, frame: np.ndarray) -> Prediction:
         spec = self.card.tiling
-        tiles = tiling.split(frame, spec.tile, spec.overlap)
+        tiles = split(frame, spec.tile, spec.overlap)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, t in enumerate(tiles):
             groups.setdefault(t.image.shape, []).append(i)
@@ -90,7 +90,7 @@ class Detector:
             s, m = self._run(np.stack([tiles[i].image for i in indices]))
             for j, i in enumerate(indices):
                 scores[i], maps[i] = s[j], m[j]
-        full = tiling.stitch(tiles, maps, *frame.shape[:2])
+        full = stitch(tiles, maps, *frame.shape[:2])
         return self._prediction(float(scores.max()), full)
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,9 @@ import time
 from typing import cast
 
 from inspector.logs import RateLimitedLog
-from inspector.store.store import InspectionRecord, RetentionPolicy, Store
+from inspector.store.records import InspectionRecord
+from inspector.store.retention import RetentionPolicy
+from inspector.store.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -1,3 +1,4 @@
+# Kept whole: one offline script, from pretrained weights to verified ONNX files and manifest.
 """Export the pretrained CNN backbones to ONNX feature extractors, with checks and a manifest.
 
     python -m inspector.fitting.export.backbones --out models/backbones [--only NAME]
@@ -12,7 +13,7 @@ For each backbone this
   5. checks torch against ONNX Runtime on several input sizes, and that re-export gives the
      same bytes,
   6. records everything in ``manifest.json``, including summary statistics of the outputs on a
-     fixed synthetic input, which ``tests/test_backbones.py`` checks without torch.
+     fixed synthetic input, which ``tests/fitting/test_backbones.py`` checks without torch.
 
 Nothing is downloaded: weights come from installed packages, images from scikit-image.
 """
@@ -178,7 +179,7 @@ def _r(x: float, digits: int = 6) -> float:
 def reference_input(shape: tuple[int, int, int, int] = REFERENCE_SHAPE) -> np.ndarray:
     """Fixed synthetic input (ramps + checkerboard); integer maths, so bit-exact anywhere.
 
-    tests/test_backbones.py rebuilds it with the same expression and checks its sha256.
+    tests/fitting/test_backbones.py rebuilds it with the same expression and checks its sha256.
     """
     n, c, h, w = shape
     y, x, ch = np.ogrid[0:h, 0:w, 0:c]

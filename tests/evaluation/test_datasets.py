@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from inspector.cli.commands import main
-from inspector.evaluation.evaluate import evaluate
-from inspector.fitting.fit import FitOptions, fit
-from inspector.imaging.read import list_images
+from inspector.cli import main
+from inspector.evaluation import evaluate
+from inspector.fitting import FitOptions, fit
+from inspector.imaging import list_images
 
 
 @pytest.mark.parametrize(

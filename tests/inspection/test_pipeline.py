@@ -18,19 +18,15 @@ import pytest
 import zmq
 
 from camera.synthetic import PartGenerator
-from inspector.bus import FrameSender
-from inspector.bus.wire import encode_frame
+from inspector.bus import FrameSender, encode_frame
 from inspector.config import parse_config
-from inspector.fitting.fit import FitOptions, fit
-from inspector.imaging.read import list_images, read_image
-from inspector.inspection.demo import DEMO_MODEL
-from inspector.inspection.pipeline import run_pipeline
-from inspector.inspection.service import InspectionService
-from inspector.model.detector import Detector
+from inspector.fitting import FitOptions, fit
+from inspector.imaging import list_images, read_image
+from inspector.inspection import DEMO_MODEL, InspectionService, run_pipeline
+from inspector.model import Detector
 from inspector.outputs import ResultSubscriber
-from inspector.store.store import InspectionRecord, Store
-
-from .conftest import REPO_ROOT, make_endpoint
+from inspector.store import InspectionRecord, Store
+from tests.conftest import REPO_ROOT, make_endpoint
 
 
 def _config(tmp_path: Path, frames: str, results: str, cameras: list[dict] | None = None,

@@ -8,7 +8,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from inspector.errors import ModelError
-from inspector.model.runtime import ThreadPlan, choose_providers, create_session, plan_threads
+from inspector.model import ThreadPlan, create_session, plan_threads
+from inspector.model.runtime import choose_providers
 
 GPU_BOX = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 

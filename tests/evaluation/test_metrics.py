@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspector.evaluation.metrics import (
+from inspector.evaluation import (
     binary_report,
     f1_optimal_threshold,
     pixel_auroc,
     pro_score,
     roc_auc,
-    roc_curve,
 )
+from inspector.evaluation.metrics import roc_curve
 
 
 def brute_auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -18,8 +18,7 @@ from camera.genicam import GenICamSource, to_bgr
 from camera.sources import FolderSource, OpenCVSource, make_source
 from inspector.config import parse_config
 from inspector.errors import ConfigError, SourceError, SourceUnavailable
-
-from .conftest import free_tcp_port
+from tests.conftest import free_tcp_port
 
 FAST = {"open_timeout_s": 2.0, "read_timeout_s": 2.0}
 

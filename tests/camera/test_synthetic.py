@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from camera.synthetic import DEFECT_TYPES, RANDOM, PartGenerator, write_dataset
-
-from .conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

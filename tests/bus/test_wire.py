@@ -13,8 +13,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inspector.bus import FrameReceiver, FrameSender
-from inspector.bus.wire import decode_frame, encode_frame
+from inspector.bus import FrameReceiver, FrameSender, decode_frame, encode_frame
 from inspector.errors import WireError
 
 RNG = np.random.default_rng(0)

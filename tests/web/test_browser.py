@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from web.server import WebServer
 
-from .conftest import REPO_ROOT
 from .webutil import PASSWORDS, filled_store, record, web_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -13,14 +13,15 @@ import hashlib
 import json
 import math
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-BACKBONE_DIR = Path(__file__).resolve().parent.parent / "models" / "backbones"
+from tests.conftest import REPO_ROOT
+
+BACKBONE_DIR = REPO_ROOT / "models" / "backbones"
 MANIFEST = json.loads((BACKBONE_DIR / "manifest.json").read_text())
 NAMES = list(MANIFEST["backbones"])
 OUTPUT_NAMES = ["s8_block", "s8_expand", "s16_block", "s16_expand"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.config import Config, parse_config
-from inspector.store.store import InspectionRecord, Store
+from inspector.store import InspectionRecord, Store
 
 PASSWORDS = {"operator": "op-secret-1", "qa": "qa-secret-1", "admin": "admin-secret-1"}
 

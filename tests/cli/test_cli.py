@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from inspector import __version__
-
-from .conftest import REPO_ROOT, free_tcp_port
+from tests.conftest import REPO_ROOT, free_tcp_port
 
 INSPECTOR = [sys.executable, "-m", "inspector.cli.commands"]
 

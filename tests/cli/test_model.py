@@ -1,0 +1,37 @@
+"""``inspector predict`` as a user runs it, against the detector on the same tiny model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from inspector.imaging import list_images, read_image
+from inspector.model import Detector
+
+
+def test_cli_predict_and_eval_agree_with_the_detector(
+    category: Path, model_dir: Path, detector: Detector, tmp_path: Path
+) -> None:
+    images = list_images(category / "test/spot") + list_images(category / "test/good")[:1]
+    for p in images:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    targets = [tmp_path / p.name for p in images]
+    out = subprocess.run(
+        [sys.executable, "-m", "inspector.cli.commands", "predict", "--model", str(model_dir),
+         *map(str, targets), str(tmp_path / "missing.png")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 1, out.stderr  # one image is missing
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert "error" in lines[-1] and "missing.png" in lines[-1]["error"]
+    for line, path in zip(lines, targets, strict=False):
+        expected = detector.predict(read_image(path))
+        assert line["score"] == pytest.approx(expected.score, rel=1e-5)
+        assert line["verdict"] == expected.verdict
+        overlay = cv2.imread(line["overlay"])
+        assert overlay is not None and overlay.shape == read_image(path).shape

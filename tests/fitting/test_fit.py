@@ -1,0 +1,85 @@
+"""Fitting: the self-contained graph and its card, determinism, PaDiM, the coreset and Gaussians."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from camera.synthetic import PartGenerator
+from inspector.errors import ImageError
+from inspector.fitting import FitOptions, fit
+from inspector.fitting.fit import greedy_coreset, location_gaussians
+from inspector.imaging import list_images, read_image
+from inspector.model import Detector, load_model
+from tests.conftest import SIZE, TINY
+
+
+def test_fit_writes_a_verified_model_with_a_complete_card(model_dir: Path) -> None:
+    model = load_model(model_dir)
+    card = model.card
+    assert card.method == "patchcore" and card.backbone["name"] == "mobilenet_v2"
+    assert card.training.count == 8  # 10 images, 2 held out for the first threshold
+    assert card.threshold.method == "good_quantile" and card.threshold.value > 0
+    assert card.score_scale.low < card.threshold.value < card.score_scale.high
+    assert 0 < card.hyperparameters["bank_size"] <= TINY.max_bank
+    graph = onnx.load_from_string(model.onnx).graph
+    assert [o.name for o in graph.output] == ["score", "anomaly_map"]
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+
+
+def test_fit_is_deterministic_for_a_seed(category: Path, model_dir: Path, tmp_path: Path) -> None:
+    again = fit(list_images(category / "train/good"), None, TINY)
+    assert again.card.onnx_sha256 == load_model(model_dir).card.onnx_sha256
+    other = fit(list_images(category / "train/good"), None,
+                FitOptions(**{**TINY.__dict__, "seed": 1}))
+    assert other.card.onnx_sha256 != again.card.onnx_sha256
+
+
+def test_padim_fits_and_separates(category: Path, tmp_path: Path) -> None:
+    options = FitOptions(**{**TINY.__dict__, "method": "padim"})
+    fit(list_images(category / "train/good"), tmp_path, options)
+    detector = Detector.open(tmp_path, providers=("cpu",))
+    good = max(detector.predict(read_image(p)).score
+               for p in list_images(category / "test/good"))
+    spot = detector.predict(PartGenerator(seed=3, width=SIZE, height=SIZE)
+                            .render(310, defect="spot").image).score
+    assert spot > good
+
+
+def test_fit_refuses_a_folder_with_a_corrupt_image(category: Path, tmp_path: Path) -> None:
+    for p in list_images(category / "train/good")[:3]:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "zz_broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ImageError, match=r"zz_broken\.png"):
+        fit(list_images(tmp_path), None, TINY)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="no images"):
+        list_images(tmp_path / "empty")
+
+
+def test_fit_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="size must be a multiple of 16"):
+        FitOptions(size=100)
+    with pytest.raises(ValueError, match="coreset_ratio"):
+        FitOptions(coreset_ratio=0)
+
+
+def test_greedy_coreset_covers_every_cluster() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 50, (5, 8))
+    points = np.concatenate([c + rng.normal(0, 0.1, (200, 8)) for c in centres])
+    chosen = greedy_coreset(points.astype(np.float32), 5)
+    assert len(set(chosen.tolist())) == 5
+    assert sorted({int(i) // 200 for i in chosen}) == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(greedy_coreset(points, 2000), np.arange(1000))
+
+
+def test_location_gaussians_have_the_data_mean_and_a_usable_inverse() -> None:
+    maps = np.random.default_rng(0).normal(3.0, 2.0, (50, 4, 2, 2)).astype(np.float32)
+    mean, inv_cov = location_gaussians(maps)
+    assert mean.shape == (4, 4) and inv_cov.shape == (4, 4, 4)
+    np.testing.assert_allclose(mean, maps.mean(0).reshape(4, 4).T, rtol=1e-5)
+    assert np.all(np.linalg.eigvalsh(inv_cov) > 0)
