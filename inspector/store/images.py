@@ -45,7 +45,10 @@ PATH_COLUMNS = ("image_path", "overlay_path", "thumb_path")
 HAS_IMAGES = "(image_path IS NOT NULL OR overlay_path IS NOT NULL OR thumb_path IS NOT NULL)"
 _SUFFIXES = {"image_path": ".jpg", "overlay_path": ".overlay.jpg", "thumb_path": ".thumb.jpg"}
 _CAMERA_RE = re.compile(r"[A-Za-z0-9_.-]+")
-_IMAGE_NAME_RE = re.compile(r"-?\d+--?\d+\.(jpg|overlay\.png|thumb\.jpg)")
+# Names recovery may delete: every suffix written above, and the PNG overlays of earlier
+# versions; built from _SUFFIXES so that a new kind of file cannot be missed.
+_RECOVERABLE = "|".join(re.escape(s) for s in (*_SUFFIXES.values(), ".overlay.png"))
+_IMAGE_NAME_RE = re.compile(rf"-?\d+--?\d+({_RECOVERABLE})")
 
 
 def keeps_pass_images(camera: str, seq: int, rate: float) -> bool:

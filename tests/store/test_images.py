@@ -107,3 +107,18 @@ def test_recover_removes_leftovers_and_clears_missing_paths(store: Store) -> Non
             "paths_cleared": 0,
         }
         assert len(image_files(reopened)) == 5
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".overlay.jpg", ".thumb.jpg", ".overlay.png"])
+def test_recover_removes_every_kind_of_orphaned_picture(store: Store, suffix: str) -> None:
+    # Each file the store writes (and the PNG overlays of earlier versions) can be left
+    # behind by a crash between the write and the commit of its row.
+    [kept] = store.add_inspections([record(1)])
+    orphan = store.images / "cam1" / DATE / f"{NOW}-99{suffix}"
+    orphan.write_bytes(b"written, row never committed")
+    assert store.recover()["orphans_removed"] == 1
+    assert not orphan.exists()
+    row = store.get(kept)
+    assert row is not None
+    assert all((store.root / row[column]).is_file()
+               for column in ("image_path", "overlay_path", "thumb_path"))
