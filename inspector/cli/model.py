@@ -19,6 +19,9 @@ def add_model_commands(commands: Any) -> None:
     fit.add_argument("--backbone", default=defaults.backbone)
     fit.add_argument("--method", choices=["patchcore", "padim"], default=defaults.method)
     fit.add_argument("--size", type=int, default=defaults.size, help="model input side, pixels")
+    fit.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction,
+                     default=defaults.keep_aspect,
+                     help="shape the model input like the training frames (--size: shorter side)")
     fit.add_argument("--seed", type=int, default=defaults.seed)
     fit.add_argument("--coreset-ratio", type=float, default=defaults.coreset_ratio)
     fit.add_argument("--max-bank", type=int, default=defaults.max_bank,
@@ -76,7 +79,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     try:
         options = FitOptions(
-            backbone=args.backbone, method=args.method, size=args.size, seed=args.seed,
+            backbone=args.backbone, method=args.method, size=args.size,
+            keep_aspect=args.keep_aspect, seed=args.seed,
             coreset_ratio=args.coreset_ratio, max_bank=args.max_bank, dims=args.dims,
             top_fraction=args.top_fraction,
             tile=args.tile, tile_overlap=args.tile_overlap, name=args.name, threads=args.threads,

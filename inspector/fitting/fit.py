@@ -49,6 +49,7 @@ from inspector.model import card as card_schema
 logger = logging.getLogger(__name__)
 
 PCA_SAMPLE = 60_000  # patches used to fit the projection
+MAX_ASPECT = 4.0  # keep_aspect: longer side at most this many times the shorter
 COVARIANCE_SHRINK = 0.01  # padim: added to the covariance diagonal, relative to its mean
 
 
@@ -58,7 +59,8 @@ class FitOptions:
 
     backbone: str = "efficientnet_lite0"
     method: Literal["patchcore", "padim"] = "patchcore"
-    size: int = 256
+    size: int = 256  # the model input's side, or its shorter side with keep_aspect
+    keep_aspect: bool = False  # model input shaped like the training frames (median ratio)
     layers: tuple[str, ...] = ("s8_expand", "s16_expand")
     dims: int = 64
     coreset_ratio: float = 0.1
@@ -127,9 +129,9 @@ def fit(
     if unknown:
         raise ValueError(f"backbone {backbone.name} has no layers {sorted(unknown)}; "
                          f"it has {sorted(backbone.channels)}")
-    spec = FeatureSpec(options.size, options.layers, sigma=options.sigma,
-                       top_fraction=options.top_fraction)
     frames = _Frames(fit_paths, options)  # read once, one clear error per bad file
+    spec = FeatureSpec(model_size(options, frames.frames), options.layers, sigma=options.sigma,
+                       top_fraction=options.top_fraction)
 
     t0 = time.perf_counter()
     raw = _session(feature_model(backbone, spec), options)
@@ -170,8 +172,7 @@ def fit(
         name=options.name,
         version=__version__,
         backbone={"name": backbone.name, "sha256": backbone.sha256, "layers": list(options.layers)},
-        input=card_schema.InputSpec(size=(options.size, options.size),
-                                    resize="bilinear, antialiased"),
+        input=card_schema.InputSpec(size=spec.size, resize="bilinear, antialiased"),
         method=options.method,
         hyperparameters=hyper,
         training=card_schema.TrainingSet(
@@ -242,6 +243,18 @@ def _run(session, frames: _Frames, options: FitOptions, progress: bool, label: s
                 bar.update(len(group))
     finally:
         bar.close()
+
+
+def model_size(options: FitOptions, frames: Sequence[np.ndarray]) -> tuple[int, int]:
+    """(height, width) the model resizes frames to: square, or with ``keep_aspect`` the
+    training frames' median aspect ratio with ``size`` as the shorter side, so that thin
+    defects on long parts are not squeezed away (up to MAX_ASPECT : 1)."""
+    if not options.keep_aspect:
+        return options.size, options.size
+    ratio = float(np.median([f.shape[0] / f.shape[1] for f in frames]))
+    ratio = min(max(ratio, 1 / MAX_ASPECT), MAX_ASPECT)
+    longer = round(options.size * max(ratio, 1 / ratio) / 16) * 16
+    return (longer, options.size) if ratio >= 1 else (options.size, longer)
 
 
 def pca(samples: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:

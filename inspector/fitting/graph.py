@@ -3,13 +3,14 @@
 ::
 
     image  uint8 (N, H, W, 3), colour order as the card says (BGR by default)
-      -> float, NCHW, bilinear antialiased resize to (S, S), colour order, normalisation
+      -> float, NCHW, bilinear antialiased resize to the model size (h, w), colour order,
+         normalisation
       -> backbone -> 3x3 average pooling per feature map (each patch sees its neighbours)
       -> stride-16 maps resized onto the stride-8 grid, concatenated
       -> 1x1 projection (PCA of the training patches)        ... "features": fitting stops here
       -> patch distance: to the nearest memory-bank entry (patchcore)
                          or Mahalanobis to the per-location Gaussian (padim)
-      -> patch map resized to (S, S), Gaussian smoothing   -> score = mean of its top 1%
+      -> patch map resized to (h, w), Gaussian smoothing   -> score = mean of its top share
       -> map resized to (H, W)                             -> anomaly_map
 
 Everything that decides a score lives in the graph, so a model scores an image
@@ -42,15 +43,20 @@ OUTPUTS = {
 class FeatureSpec:
     """How frames become patch features: input size, colour order, layers, smoothing."""
 
-    size: int  # frames are resized to (size, size) inside the graph
+    size: tuple[int, int]  # (height, width) frames are resized to inside the graph
     layers: tuple[str, ...]
     channel_order: str = "BGR"  # of the uint8 input
     sigma: float = 4.0  # Gaussian smoothing of the map, in pixels at ``size``
     top_fraction: float = 0.01  # the score is the mean of this share of the highest map pixels
 
     @property
-    def grid(self) -> int:
-        return -(-self.size // 8)
+    def grid(self) -> tuple[int, int]:
+        """(rows, columns) of stride-8 patches."""
+        return -(-self.size[0] // 8), -(-self.size[1] // 8)
+
+    @property
+    def pixels(self) -> int:
+        return self.size[0] * self.size[1]
 
 
 class _Builder:
@@ -95,7 +101,7 @@ def _resize(b: _Builder, x: str, height_width: str, antialias: int = 0) -> str:
 def _preprocess(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
     x = b.op("Cast", [INPUT], to=TensorProto.FLOAT)
     x = b.op("Transpose", [x], perm=[0, 3, 1, 2])
-    x = _resize(b, x, b.const(np.array([spec.size, spec.size], np.int64)), antialias=1)
+    x = _resize(b, x, b.const(np.array(spec.size, np.int64)), antialias=1)
     if spec.channel_order != backbone.channel_order:
         x = b.op("Gather", [x, b.const(np.array([2, 1, 0], np.int64))], axis=1)
     mean = np.array(backbone.mean, np.float32).reshape(1, 3, 1, 1)
@@ -118,7 +124,7 @@ def _features(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
     for init in net.graph.initializer:
         init.name = prefix + init.name
         b.inits.append(init)
-    grid = b.const(np.array([spec.grid, spec.grid], np.int64))
+    grid = b.const(np.array(spec.grid, np.int64))
     maps = []
     for layer in spec.layers:
         x = b.op(
@@ -138,7 +144,7 @@ def _project(b: _Builder, x: str, mean: np.ndarray, components: np.ndarray) -> s
     return b.op("Conv", [x, b.const(weight), b.const(bias)], hint="projected")
 
 
-def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: int) -> str:
+def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, int]) -> str:
     """Euclidean distance of each patch to its nearest bank entry: (N, 1, g, g).
 
     ``|q - m|^2 = |q|^2 - 2 q.m + |m|^2``. Each patch gets a trailing 1 and each bank
@@ -158,11 +164,12 @@ def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: int) -> str:
     nearest = b.op("ReduceMin", [cross, last], keepdims=0)
     squared = b.op("Add", [nearest, b.op("ReduceSumSquare", [patches, last], keepdims=0)])
     distance = b.op("Sqrt", [b.op("Relu", [squared])])
-    return b.op("Reshape", [distance, b.const(np.array([-1, 1, grid, grid], np.int64))],
+    return b.op("Reshape", [distance, b.const(np.array([-1, 1, *grid], np.int64))],
                 hint="patch_distance")
 
 
-def _mahalanobis(b: _Builder, x: str, mean: np.ndarray, inv_cov: np.ndarray, grid: int) -> str:
+def _mahalanobis(b: _Builder, x: str, mean: np.ndarray, inv_cov: np.ndarray,
+                 grid: tuple[int, int]) -> str:
     """Mahalanobis distance of each patch to its location's Gaussian: (N, 1, g, g)."""
     patches, dims = mean.shape
     flat = b.op("Reshape", [x, b.const(np.array([0, dims, patches], np.int64))])
@@ -172,7 +179,7 @@ def _mahalanobis(b: _Builder, x: str, mean: np.ndarray, inv_cov: np.ndarray, gri
     axis2 = b.const(np.array([2], np.int64))
     squared = b.op("ReduceSum", [b.op("Mul", [weighted, diff]), axis2], keepdims=0)  # (P, N)
     squared = b.op("Relu", [b.op("Transpose", [squared], perm=[1, 0])])
-    shaped = b.op("Reshape", [squared, b.const(np.array([-1, 1, grid, grid], np.int64))])
+    shaped = b.op("Reshape", [squared, b.const(np.array([-1, 1, *grid], np.int64))])
     return b.op("Sqrt", [shaped], hint="patch_distance")
 
 
@@ -184,8 +191,7 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 
 
 def _map_and_score(b: _Builder, patch_map: str, spec: FeatureSpec) -> None:
-    size = b.const(np.array([spec.size, spec.size], np.int64))
-    x = _resize(b, patch_map, size)
+    x = _resize(b, patch_map, b.const(np.array(spec.size, np.int64)))
     if spec.sigma > 0:
         kernel = gaussian_kernel(spec.sigma)
         r = len(kernel) // 2
@@ -194,7 +200,7 @@ def _map_and_score(b: _Builder, patch_map: str, spec: FeatureSpec) -> None:
         x = b.op("Conv", [x, b.const(kernel.reshape(1, 1, -1, 1))], hint="smoothed")
     # Mean of the top pixels rather than the single maximum: one noisy patch moves it
     # less, while a small defect's smoothed blob still fills the top share.
-    top = max(1, round(spec.top_fraction * spec.size * spec.size))
+    top = max(1, round(spec.top_fraction * spec.pixels))
     flat = b.op("Reshape", [x, b.const(np.array([0, -1], np.int64))])
     values = b.op("TopK", [flat, b.const(np.array([top], np.int64))], axis=-1, largest=1, sorted=0)
     b.nodes[-1].output.append(b.name("topk_indices"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -83,3 +84,32 @@ def test_location_gaussians_have_the_data_mean_and_a_usable_inverse() -> None:
     assert mean.shape == (4, 4) and inv_cov.shape == (4, 4, 4)
     np.testing.assert_allclose(mean, maps.mean(0).reshape(4, 4).T, rtol=1e-5)
     assert np.all(np.linalg.eigvalsh(inv_cov) > 0)
+
+
+@pytest.mark.parametrize(("frame_hw", "keep_aspect", "model_hw"), [
+    ((256, 96), True, (256, 96)),  # tall: the shorter side is the size, the ratio kept
+    ((96, 250), True, (96, 256)),  # wide, the longer side a multiple of 16
+    ((256, 96), False, (96, 96)),  # square by choice
+    ((1000, 96), True, (384, 96)),  # ratio capped at 4:1
+])
+def test_keep_aspect_shapes_the_model_like_its_frames(
+    tmp_path: Path, frame_hw: tuple[int, int], keep_aspect: bool, model_hw: tuple[int, int],
+) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(4):
+        noise = rng.integers(90, 160, size=frame_hw, dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.GaussianBlur(noise, (0, 0), 3))
+    options = FitOptions(**{**TINY.__dict__, "size": 96, "keep_aspect": keep_aspect,
+                            "holdout": 0.25})
+    result = fit(list_images(folder), tmp_path / "model", options)
+    assert result.card.input.size == model_hw
+    detector = Detector(load_model(tmp_path / "model"), threads=1)
+    frame = read_image(folder / "0.png")
+    scratched = frame.copy()
+    cv2.line(scratched, (10, frame.shape[0] // 2), (frame.shape[1] - 10, frame.shape[0] // 2),
+             (255, 255, 255), 2)
+    clean, defect = detector.predict(frame), detector.predict(scratched)
+    assert clean.anomaly_map.shape == frame.shape[:2]  # the map at the frame's own size
+    assert defect.score > clean.score
