@@ -27,6 +27,10 @@ def add_model_commands(commands: Any) -> None:
     fit.add_argument("--max-bank", type=int, default=defaults.max_bank,
                      help="cap on memory-bank entries (speed)")
     fit.add_argument("--dims", type=int, default=defaults.dims, help="projected feature size")
+    fit.add_argument("--search-dims", type=int, default=defaults.search_dims,
+                     help="nearest-neighbour search on this many leading dims, then exact")
+    fit.add_argument("--candidates", type=int, default=defaults.candidates,
+                     help="entries per patch whose exact distance is measured")
     fit.add_argument("--top-fraction", type=float, default=defaults.top_fraction,
                      help="image score: mean of this share of the highest map pixels")
     fit.add_argument("--tile", type=int, help="inspect frames as tiles of this many pixels")
@@ -82,6 +86,7 @@ def _fit(args: argparse.Namespace) -> int:
             backbone=args.backbone, method=args.method, size=args.size,
             keep_aspect=args.keep_aspect, seed=args.seed,
             coreset_ratio=args.coreset_ratio, max_bank=args.max_bank, dims=args.dims,
+            search_dims=args.search_dims, candidates=args.candidates,
             top_fraction=args.top_fraction,
             tile=args.tile, tile_overlap=args.tile_overlap, name=args.name, threads=args.threads,
         )

@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 PCA_SAMPLE = 60_000  # patches used to fit the projection
 MAX_ASPECT = 4.0  # keep_aspect: longer side at most this many times the shorter
+ASPECT_TOLERANCE, SHARED_SHAPE = 0.1, 0.9  # 90% of frames within 10% of the median ratio
 COVARIANCE_SHRINK = 0.01  # padim: added to the covariance diagonal, relative to its mean
 
 
@@ -60,9 +61,11 @@ class FitOptions:
     backbone: str = "efficientnet_lite0"
     method: Literal["patchcore", "padim"] = "patchcore"
     size: int = 256  # the model input's side, or its shorter side with keep_aspect
-    keep_aspect: bool = False  # model input shaped like the training frames (median ratio)
+    keep_aspect: bool = True  # model input shaped like the training frames, when they share one
     layers: tuple[str, ...] = ("s8_expand", "s16_expand")
-    dims: int = 64
+    dims: int = 256  # projected feature size: the space distances are measured in
+    search_dims: int | None = 64  # nearest-neighbour search on this many leading dims,
+    candidates: int = 8  # then exact distances over all ``dims`` for this many candidates
     coreset_ratio: float = 0.1
     max_bank: int = 4096
     sigma: float = 4.0
@@ -85,8 +88,10 @@ class FitOptions:
             problems.append(f"size must be a multiple of 16 in 32..2048, got {self.size}")
         if not 0 < self.coreset_ratio <= 1:
             problems.append(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
-        if self.dims < 1 or self.max_bank < 1 or self.batch < 1:
-            problems.append("dims, max_bank and batch must be positive")
+        if self.dims < 1 or self.max_bank < 1 or self.batch < 1 or self.candidates < 1:
+            problems.append("dims, max_bank, batch and candidates must be positive")
+        if self.search_dims is not None and self.search_dims < 1:
+            problems.append(f"search_dims must be positive, got {self.search_dims}")
         if not 0 <= self.holdout < 1:
             problems.append(f"holdout must be in [0, 1), got {self.holdout}")
         if not 0 < self.top_fraction <= 1:
@@ -160,7 +165,9 @@ def fit(
         chosen = greedy_coreset(patches, size, options.seed, progress=progress)
         bank = patches[chosen]
         hyper["bank_size"] = len(bank)
-        model = scoring_model(backbone, spec, projection, bank=bank, name=options.name)
+        model = scoring_model(backbone, spec, projection, bank=bank,
+                              search_dims=options.search_dims, candidates=options.candidates,
+                              name=options.name)
     else:
         mean, inv_cov = location_gaussians(maps)
         model = scoring_model(backbone, spec, projection, gaussian=(mean, inv_cov),
@@ -246,12 +253,18 @@ def _run(session, frames: _Frames, options: FitOptions, progress: bool, label: s
 
 
 def model_size(options: FitOptions, frames: Sequence[np.ndarray]) -> tuple[int, int]:
-    """(height, width) the model resizes frames to: square, or with ``keep_aspect`` the
-    training frames' median aspect ratio with ``size`` as the shorter side, so that thin
-    defects on long parts are not squeezed away (up to MAX_ASPECT : 1)."""
-    if not options.keep_aspect:
+    """(height, width) the model resizes frames to, ``size`` being the shorter side.
+
+    With ``keep_aspect`` and frames that share one shape (a fixed camera: nearly all within
+    10% of the median aspect ratio), the model keeps that shape, up to MAX_ASPECT : 1, so
+    thin defects on long parts are not squeezed away. Frames of many shapes (crops of
+    varying size) have no one shape to keep: the model is square.
+    """
+    ratios = np.array([f.shape[0] / f.shape[1] for f in frames])
+    ratio = float(np.median(ratios))
+    shared = np.mean(np.abs(ratios / ratio - 1) <= ASPECT_TOLERANCE) >= SHARED_SHAPE
+    if not options.keep_aspect or not shared:
         return options.size, options.size
-    ratio = float(np.median([f.shape[0] / f.shape[1] for f in frames]))
     ratio = min(max(ratio, 1 / MAX_ASPECT), MAX_ASPECT)
     longer = round(options.size * max(ratio, 1 / ratio) / 16) * 16
     return (longer, options.size) if ratio >= 1 else (options.size, longer)

@@ -144,25 +144,48 @@ def _project(b: _Builder, x: str, mean: np.ndarray, components: np.ndarray) -> s
     return b.op("Conv", [x, b.const(weight), b.const(bias)], hint="projected")
 
 
-def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, int]) -> str:
+def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, int],
+                      search_dims: int | None = None, candidates: int = 8) -> str:
     """Euclidean distance of each patch to its nearest bank entry: (N, 1, g, g).
 
     ``|q - m|^2 = |q|^2 - 2 q.m + |m|^2``. Each patch gets a trailing 1 and each bank
     entry a trailing ``|m|^2``, so one MatMul yields ``-2 q.m + |m|^2`` for every pair;
     the minimum runs over its contiguous last axis, and ``|q|^2``, the same for every
     entry, is added after it.
+
+    With ``search_dims``, that search runs on the first ``search_dims`` features only (the
+    projection's leading, highest-variance directions) to find ``candidates`` entries per
+    patch; the distance is then exact over every feature for those few. Most of the cost
+    scales with ``search_dims``, while low-variance directions, where a defect often shows,
+    still count in the score.
     """
     bank = bank.astype(np.float32)
     dims = bank.shape[1]
     flat = b.op("Reshape", [x, b.const(np.array([0, dims, -1], np.int64))])
     patches = b.op("Transpose", [flat], perm=[0, 2, 1])  # (N, P, D)
-    extended = b.op("Pad", [patches, b.const(np.array([0, 0, 0, 0, 0, 1], np.int64)),
-                            b.const(np.array(1.0, np.float32))], mode="constant")
-    table = np.concatenate([-2.0 * bank, (bank * bank).sum(axis=1, keepdims=True)], axis=1)
-    cross = b.op("MatMul", [extended, b.const(np.ascontiguousarray(table.T))])  # (N, P, M)
     last = b.const(np.array([-1], np.int64))
-    nearest = b.op("ReduceMin", [cross, last], keepdims=0)
-    squared = b.op("Add", [nearest, b.op("ReduceSumSquare", [patches, last], keepdims=0)])
+    two_stage = search_dims is not None and search_dims < dims
+    search = bank[:, :search_dims] if two_stage else bank
+    queries = patches
+    if two_stage:
+        queries = b.op("Slice", [patches, b.const(np.array([0], np.int64)),
+                                 b.const(np.array([search_dims], np.int64)), last])
+    extended = b.op("Pad", [queries, b.const(np.array([0, 0, 0, 0, 0, 1], np.int64)),
+                            b.const(np.array(1.0, np.float32))], mode="constant")
+    table = np.concatenate([-2.0 * search, (search * search).sum(axis=1, keepdims=True)], axis=1)
+    cross = b.op("MatMul", [extended, b.const(np.ascontiguousarray(table.T))])  # (N, P, M)
+    if two_stage:
+        k = b.const(np.array([min(candidates, len(bank))], np.int64))
+        b.op("TopK", [cross, k], axis=-1, largest=0, sorted=0)
+        index = b.name("candidates")
+        b.nodes[-1].output.append(index)  # (N, P, K)
+        gathered = b.op("Gather", [b.const(bank), index], axis=0)  # (N, P, K, D)
+        query = b.op("Unsqueeze", [patches, b.const(np.array([2], np.int64))])
+        squared = b.op("ReduceSumSquare", [b.op("Sub", [gathered, query]), last], keepdims=0)
+        squared = b.op("ReduceMin", [squared, last], keepdims=0)  # (N, P)
+    else:
+        nearest = b.op("ReduceMin", [cross, last], keepdims=0)
+        squared = b.op("Add", [nearest, b.op("ReduceSumSquare", [patches, last], keepdims=0)])
     distance = b.op("Sqrt", [b.op("Relu", [squared])])
     return b.op("Reshape", [distance, b.const(np.array([-1, 1, *grid], np.int64))],
                 hint="patch_distance")
@@ -245,6 +268,8 @@ def scoring_model(
     *,
     bank: np.ndarray | None = None,
     gaussian: tuple[np.ndarray, np.ndarray] | None = None,
+    search_dims: int | None = None,
+    candidates: int = 8,
     name: str = "inspection-model",
 ) -> onnx.ModelProto:
     """The complete fitted model: a memory ``bank`` (M, D) for patchcore, or the per-location
@@ -254,7 +279,7 @@ def scoring_model(
     b = _Builder()
     x = _project(b, _features(b, backbone, spec), *projection)
     if bank is not None:
-        patch_map = _nearest_distance(b, x, bank, spec.grid)
+        patch_map = _nearest_distance(b, x, bank, spec.grid, search_dims, candidates)
     else:
         patch_map = _mahalanobis(b, x, *gaussian, grid=spec.grid)
     _map_and_score(b, patch_map, spec)

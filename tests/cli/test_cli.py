@@ -101,7 +101,13 @@ def test_capture_stops_cleanly_on_sigterm(tmp_path: Path, image_folder: Path) ->
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        time.sleep(1.5)
+        # Signal only once the camera runs (the stop handlers are installed before it
+        # opens), however slowly a loaded machine starts the process.
+        for line in iter(process.stderr.readline, ""):  # "" once the process has ended
+            if "opened" in line:
+                break
+        assert process.poll() is None, "capture ended before it opened its camera"
+        time.sleep(0.5)  # a few frames at 50 fps
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=15)
     finally:

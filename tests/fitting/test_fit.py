@@ -91,15 +91,18 @@ def test_location_gaussians_have_the_data_mean_and_a_usable_inverse() -> None:
     ((96, 250), True, (96, 256)),  # wide, the longer side a multiple of 16
     ((256, 96), False, (96, 96)),  # square by choice
     ((1000, 96), True, (384, 96)),  # ratio capped at 4:1
+    ([(256, 96), (96, 256), (128, 128), (200, 100)], True, (96, 96)),  # no one shape: square
 ])
 def test_keep_aspect_shapes_the_model_like_its_frames(
-    tmp_path: Path, frame_hw: tuple[int, int], keep_aspect: bool, model_hw: tuple[int, int],
+    tmp_path: Path, frame_hw: tuple[int, int] | list[tuple[int, int]], keep_aspect: bool,
+    model_hw: tuple[int, int],
 ) -> None:
     rng = np.random.default_rng(0)
     folder = tmp_path / "good"
     folder.mkdir()
-    for i in range(4):
-        noise = rng.integers(90, 160, size=frame_hw, dtype=np.uint8)
+    shapes = frame_hw if isinstance(frame_hw, list) else [frame_hw] * 4
+    for i, shape in enumerate(shapes):
+        noise = rng.integers(90, 160, size=shape, dtype=np.uint8)
         cv2.imwrite(str(folder / f"{i}.png"), cv2.GaussianBlur(noise, (0, 0), 3))
     options = FitOptions(**{**TINY.__dict__, "size": 96, "keep_aspect": keep_aspect,
                             "holdout": 0.25})
