@@ -32,7 +32,11 @@ def add_model_commands(commands: Any) -> None:
     fit.add_argument("--candidates", type=int, default=defaults.candidates,
                      help="entries per patch whose exact distance is measured")
     fit.add_argument("--top-fraction", type=float, default=defaults.top_fraction,
-                     help="image score: mean of this share of the highest map pixels")
+                     help="image score: mean of this share of the highest map pixels "
+                     "(default: chosen on synthetic defects)")
+    fit.add_argument("--auto", action=argparse.BooleanOptionalAction, default=defaults.auto,
+                     help="choose what is not given on synthetic defects (--no-auto: fixed "
+                     "defaults)")
     fit.add_argument("--tile", type=int, help="inspect frames as tiles of this many pixels")
     fit.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap)
     fit.add_argument("--name", default=defaults.name)
@@ -87,7 +91,7 @@ def _fit(args: argparse.Namespace) -> int:
             keep_aspect=args.keep_aspect, seed=args.seed,
             coreset_ratio=args.coreset_ratio, max_bank=args.max_bank, dims=args.dims,
             search_dims=args.search_dims, candidates=args.candidates,
-            top_fraction=args.top_fraction,
+            top_fraction=args.top_fraction, auto=args.auto,
             tile=args.tile, tile_overlap=args.tile_overlap, name=args.name, threads=args.threads,
         )
     except ValueError as exc:
@@ -99,6 +103,8 @@ def _fit(args: argparse.Namespace) -> int:
         "model": str(args.out), "method": card.method, "backbone": card.backbone["name"],
         "images": card.training.count, "bank_size": card.hyperparameters.get("bank_size"),
         "threshold": card.threshold.value, "fit_seconds": round(result.seconds["total"], 2),
+        "top_fraction": card.hyperparameters["top_fraction"],
+        "selection": card.hyperparameters["selection"],
         "onnx_sha256": card.onnx_sha256,
     }))
     return 0

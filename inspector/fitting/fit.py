@@ -19,10 +19,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 import onnx
 from tqdm import tqdm
@@ -30,8 +31,10 @@ from tqdm import tqdm
 from inspector import __version__
 from inspector.errors import ImageError
 from inspector.evaluation import good_quantile_threshold, score_scale
-from inspector.fitting.backbones import load_backbone
+from inspector.fitting.anomalies import make_defects
+from inspector.fitting.backbones import Backbone, load_backbone
 from inspector.fitting.graph import OUTPUTS, FeatureSpec, feature_model, scoring_model
+from inspector.fitting.selection import DEFAULT_TOP_FRACTION, Selection, choose_top_fraction
 from inspector.imaging import read_image
 from inspector.model import (
     Detector,
@@ -49,6 +52,7 @@ from inspector.model import card as card_schema
 logger = logging.getLogger(__name__)
 
 PCA_SAMPLE = 60_000  # patches used to fit the projection
+SYNTHETIC_PER_IMAGE = 2  # synthetic defects per held-out image when choosing
 MAX_ASPECT = 4.0  # keep_aspect: longer side at most this many times the shorter
 ASPECT_TOLERANCE, SHARED_SHAPE = 0.1, 0.9  # 90% of frames within 10% of the median ratio
 COVARIANCE_SHRINK = 0.01  # padim: added to the covariance diagonal, relative to its mean
@@ -69,7 +73,9 @@ class FitOptions:
     coreset_ratio: float = 0.1
     max_bank: int = 4096
     sigma: float = 4.0
-    top_fraction: float = 0.01
+    top_fraction: float | None = None  # image score: mean of this top share of the map;
+    # None: chosen at fit on synthetic defects (inspector.fitting.selection)
+    auto: bool = True  # False: no choosing; what is not given takes the fixed defaults
     holdout: float = 0.1
     quantile: float = 0.99
     margin: float = 0.1
@@ -94,7 +100,7 @@ class FitOptions:
             problems.append(f"search_dims must be positive, got {self.search_dims}")
         if not 0 <= self.holdout < 1:
             problems.append(f"holdout must be in [0, 1), got {self.holdout}")
-        if not 0 < self.top_fraction <= 1:
+        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
             problems.append(f"top_fraction must be in (0, 1], got {self.top_fraction}")
         if not 0 < self.quantile <= 1:
             problems.append(f"quantile must be in (0, 1], got {self.quantile}")
@@ -136,7 +142,7 @@ def fit(
                          f"it has {sorted(backbone.channels)}")
     frames = _Frames(fit_paths, options)  # read once, one clear error per bad file
     spec = FeatureSpec(model_size(options, frames.frames), options.layers, sigma=options.sigma,
-                       top_fraction=options.top_fraction)
+                       top_fraction=options.top_fraction or DEFAULT_TOP_FRACTION)
 
     t0 = time.perf_counter()
     raw = _session(feature_model(backbone, spec), options)
@@ -165,17 +171,56 @@ def fit(
         chosen = greedy_coreset(patches, size, options.seed, progress=progress)
         bank = patches[chosen]
         hyper["bank_size"] = len(bank)
-        model = scoring_model(backbone, spec, projection, bank=bank,
-                              search_dims=options.search_dims, candidates=options.candidates,
-                              name=options.name)
+        scoring = {"bank": bank, "search_dims": options.search_dims,
+                   "candidates": options.candidates}
     else:
-        mean, inv_cov = location_gaussians(maps)
-        model = scoring_model(backbone, spec, projection, gaussian=(mean, inv_cov),
-                              name=options.name)
+        scoring = {"gaussian": location_gaussians(maps)}
     timings["bank"] = time.perf_counter() - t0
-    onnx_bytes = model.SerializeToString()
 
-    card = ModelCard(
+    def build(spec: FeatureSpec) -> bytes:
+        model = scoring_model(backbone, spec, projection, name=options.name, **scoring)
+        return model.SerializeToString()
+
+    holdout = [read_image(p) for p in holdout_paths]
+    t0 = time.perf_counter()
+    onnx_bytes = build(spec)
+    hyper["selection"] = _why_not_chosen(options, holdout)
+    if hyper["selection"] is None:
+        selection = _select(LoadedModel(_card(options, backbone, spec, hyper, fit_paths,
+                                              onnx_bytes), onnx_bytes, Path(".")),
+                            holdout, options, progress)
+        hyper["selection"] = selection.record()
+        if selection.chosen != spec.top_fraction:
+            spec = replace(spec, top_fraction=selection.chosen)
+            onnx_bytes = build(spec)
+    hyper["top_fraction"] = spec.top_fraction
+    timings["selection"] = time.perf_counter() - t0
+
+    card = _card(options, backbone, spec, hyper, fit_paths, onnx_bytes)
+    t0 = time.perf_counter()
+    if holdout:  # the first threshold, scored exactly as the line will score
+        detector = Detector(LoadedModel(card, onnx_bytes, Path(out_dir or ".")), options.threads,
+                            ("cpu",))
+        scores = np.array([detector.predict(frame).score for frame in
+                           tqdm(holdout, desc="holdout", disable=not progress, leave=False)])
+        threshold = good_quantile_threshold(scores, options.quantile, options.margin)
+        card = card.model_copy(update={"threshold": threshold,
+                                       "score_scale": score_scale(scores, threshold.value)})
+    timings["threshold"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
+    card = card.model_copy(update={"metrics": {"fit_seconds": round(timings["total"], 2),
+                                               "holdout_images": len(holdout_paths)}})
+    if out_dir is not None:
+        save_model(out_dir, card, onnx_bytes)
+    logger.info("fitted %s on %d images in %.1f s", options.method, len(fit_paths),
+                timings["total"])
+    return FitResult(card, onnx_bytes, timings)
+
+
+def _card(options: FitOptions, backbone: Backbone, spec: FeatureSpec, hyper: dict,
+          fit_paths: Sequence[Path], onnx_bytes: bytes) -> ModelCard:
+    """The card of a fitted model before its threshold is known."""
+    return ModelCard(
         name=options.name,
         version=__version__,
         backbone={"name": backbone.name, "sha256": backbone.sha256, "layers": list(options.layers)},
@@ -191,27 +236,41 @@ def fit(
         score_scale=ScoreScale(low=0.0, high=1.0),
         outputs=OUTPUTS,
         tiling=None if options.tile is None else card_schema.Tiling(tile=options.tile,
-                                                       overlap=options.tile_overlap),
+                                                                   overlap=options.tile_overlap),
         onnx_sha256=sha256_bytes(onnx_bytes),
     )
-    t0 = time.perf_counter()
-    if holdout_paths:  # the first threshold, scored exactly as the line will score
-        detector = Detector(LoadedModel(card, onnx_bytes, Path(out_dir or ".")), options.threads,
-                            ("cpu",))
-        scores = np.array([detector.predict(read_image(p)).score for p in
-                           tqdm(holdout_paths, desc="holdout", disable=not progress, leave=False)])
-        threshold = good_quantile_threshold(scores, options.quantile, options.margin)
-        card = card.model_copy(update={"threshold": threshold,
-                                       "score_scale": score_scale(scores, threshold.value)})
-    timings["threshold"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - started
-    card = card.model_copy(update={"metrics": {"fit_seconds": round(timings["total"], 2),
-                                               "holdout_images": len(holdout_paths)}})
-    if out_dir is not None:
-        save_model(out_dir, card, onnx_bytes)
-    logger.info("fitted %s on %d images in %.1f s", options.method, len(fit_paths),
-                timings["total"])
-    return FitResult(card, onnx_bytes, timings)
+
+
+def _why_not_chosen(options: FitOptions, holdout: Sequence[np.ndarray]) -> str | None:
+    """Why the fit does not choose the image score itself, or None when it does."""
+    if options.top_fraction is not None:
+        return "top_fraction given by the caller"
+    if not options.auto:
+        return f"not chosen (--no-auto): top_fraction {DEFAULT_TOP_FRACTION}"
+    if not holdout:
+        return f"not chosen (no held-out images): top_fraction {DEFAULT_TOP_FRACTION}"
+    if options.tile is not None:
+        return f"not chosen with tiles yet: top_fraction {DEFAULT_TOP_FRACTION}"
+    return None
+
+
+def _select(model: LoadedModel, holdout: Sequence[np.ndarray], options: FitOptions,
+            progress: bool) -> Selection:
+    """Judge the image-score candidates on the held-out images and synthetic defects on them."""
+    defects = make_defects(holdout, options.seed, per_image=SYNTHETIC_PER_IMAGE,
+                           model_side=min(model.card.input.size))
+    detector = Detector(model, options.threads, ("cpu",))
+    height, width = model.card.input.size
+
+    def model_size_map(frame: np.ndarray) -> np.ndarray:
+        anomaly_map = detector.predict(frame).anomaly_map
+        return cv2.resize(anomaly_map, (width, height), interpolation=cv2.INTER_AREA)
+
+    frames = [*holdout, *(d.image for d in defects)]
+    maps = [model_size_map(f) for f in
+            tqdm(frames, desc="choosing", disable=not progress, leave=False)]
+    return choose_top_fraction(maps[:len(holdout)], maps[len(holdout):],
+                               sorted({d.kind for d in defects}))
 
 
 class _Frames:

@@ -35,3 +35,17 @@ def test_cli_predict_and_eval_agree_with_the_detector(
         assert line["verdict"] == expected.verdict
         overlay = cv2.imread(line["overlay"])
         assert overlay is not None and overlay.shape == read_image(path).shape
+
+
+def test_cli_fit_reports_what_it_chose(category: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from inspector.cli import main
+
+    args = ["fit", "--images", str(category / "train/good"), "--out", str(tmp_path / "m"),
+            "--backbone", "mobilenet_v2", "--size", "128", "--max-bank", "512"]
+    assert main(args) == 0
+    chosen = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert chosen["top_fraction"] == chosen["selection"]["chosen"]["top_fraction"]
+    assert main([*args, "--top-fraction", "0.05"]) == 0
+    given = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (given["top_fraction"], given["selection"]) == (0.05, "top_fraction given by the caller")

@@ -116,3 +116,31 @@ def test_keep_aspect_shapes_the_model_like_its_frames(
     clean, defect = detector.predict(frame), detector.predict(scratched)
     assert clean.anomaly_map.shape == frame.shape[:2]  # the map at the frame's own size
     assert defect.score > clean.score
+
+
+def test_the_card_records_the_choice_made_on_synthetic_defects(model_dir: Path) -> None:
+    hyper = load_model(model_dir).card.hyperparameters
+    selection = hyper["selection"]
+    assert selection["held_out_images"] == 2 and selection["synthetic_defects"] == 4
+    assert [c["top_fraction"] for c in selection["candidates"]] == [0.001, 0.01, 0.05]
+    assert all(0 <= c["synthetic_auroc"] <= 1 for c in selection["candidates"])
+    assert hyper["top_fraction"] == selection["chosen"]["top_fraction"]
+
+
+@pytest.mark.parametrize(("given", "auto", "expected", "reason"), [
+    (0.05, True, 0.05, "given by the caller"),
+    (None, False, 0.01, "--no-auto"),
+])
+def test_explicit_options_override_the_choice(
+    category: Path, given: float | None, auto: bool, expected: float, reason: str,
+) -> None:
+    options = FitOptions(**{**TINY.__dict__, "top_fraction": given, "auto": auto})
+    result = fit(list_images(category / "train/good"), None, options)
+    assert result.card.hyperparameters["top_fraction"] == expected
+    assert reason in result.card.hyperparameters["selection"]
+    graph = onnx.load_from_string(result.onnx).graph
+    [topk] = [n for n in graph.node if n.op_type == "TopK" and "score" not in n.output[0]
+              and any(o.startswith("topk_indices") for o in n.output)]
+    [k] = [i for i in graph.initializer if i.name == topk.input[1]]
+    side = result.card.input.size
+    assert onnx.numpy_helper.to_array(k)[0] == max(1, round(expected * side[0] * side[1]))
