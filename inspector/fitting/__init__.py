@@ -4,6 +4,7 @@
 - ``graph``: the ONNX graphs (preprocessing, features, patch scoring, anomaly map, score)
 - ``fit``: ``inspector fit``, from good images to a fitted model with its card
 - ``anomalies``: synthetic defects with exact masks, to judge candidate models on good images
+- ``selection``: choosing among candidates (today: the image score) on those defects
 - ``quantize``: ``inspector quantize``, an int8 copy of a fitted model
 - ``export``: re-exporting the backbones from PyTorch (offline, ``export`` extra only)
 """
