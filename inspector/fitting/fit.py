@@ -5,9 +5,11 @@
 2. A PCA fitted on a sample of patches projects them to ``dims`` dimensions.
 3. ``patchcore``: a greedy coreset of the projected patches is the memory bank.
    ``padim``: a Gaussian per patch location (cheap; for fixtured parts).
-4. The complete graph is built, a held-out share of the good images is scored,
-   and the first threshold is a high quantile of those scores (``calibrate``
-   refines it later).
+4. The complete graph is built. Unless the caller fixed it, the image score's
+   share of the map is chosen on synthetic defects put on a held-out share of
+   the good images (``inspector.fitting.selection``).
+5. The held-out images are scored, and the first threshold is a high quantile of
+   those scores (``calibrate`` refines it later).
 
 The same images, options and seed give the same model bytes.
 """
