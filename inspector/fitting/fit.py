@@ -33,6 +33,7 @@ from tqdm import tqdm
 from inspector import __version__
 from inspector.errors import ImageError
 from inspector.evaluation import good_quantile_threshold, score_scale
+from inspector.fitting.anomalies import MIN_SIDE as ANOMALY_MIN_SIDE
 from inspector.fitting.anomalies import make_defects
 from inspector.fitting.backbones import Backbone, load_backbone
 from inspector.fitting.graph import OUTPUTS, FeatureSpec, feature_model, scoring_model
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 PCA_SAMPLE = 60_000  # patches used to fit the projection
 SYNTHETIC_PER_IMAGE = 2  # synthetic defects per held-out image when choosing
+SELECTION_MAX_IMAGES = 60  # held-out images judged when choosing, at most
 MAX_ASPECT = 4.0  # keep_aspect: longer side at most this many times the shorter
 ASPECT_TOLERANCE, SHARED_SHAPE = 0.1, 0.9  # 90% of frames within 10% of the median ratio
 COVARIANCE_SHRINK = 0.01  # padim: added to the covariance diagonal, relative to its mean
@@ -253,12 +255,18 @@ def _why_not_chosen(options: FitOptions, holdout: Sequence[np.ndarray]) -> str |
         return f"not chosen (no held-out images): top_fraction {DEFAULT_TOP_FRACTION}"
     if options.tile is not None:
         return f"not chosen with tiles yet: top_fraction {DEFAULT_TOP_FRACTION}"
+    if min(min(frame.shape[:2]) for frame in holdout) < ANOMALY_MIN_SIDE:
+        return (f"not chosen (frames under {ANOMALY_MIN_SIDE} px have no room for a synthetic "
+                f"defect): top_fraction {DEFAULT_TOP_FRACTION}")
     return None
 
 
 def _select(model: LoadedModel, holdout: Sequence[np.ndarray], options: FitOptions,
             progress: bool) -> Selection:
     """Judge the image-score candidates on the held-out images and synthetic defects on them."""
+    # A large hold-out adds time, not judgement: an evenly spread subset is enough.
+    step = max(1, math.ceil(len(holdout) / SELECTION_MAX_IMAGES))
+    holdout = holdout[::step]
     defects = make_defects(holdout, options.seed, per_image=SYNTHETIC_PER_IMAGE,
                            model_side=min(model.card.input.size))
     detector = Detector(model, options.threads, ("cpu",))

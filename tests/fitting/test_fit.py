@@ -144,3 +144,17 @@ def test_explicit_options_override_the_choice(
     [k] = [i for i in graph.initializer if i.name == topk.input[1]]
     side = result.card.input.size
     assert onnx.numpy_helper.to_array(k)[0] == max(1, round(expected * side[0] * side[1]))
+
+
+def test_frames_too_small_for_a_synthetic_defect_are_fitted_without_choosing(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(90, 160, (24, 24), dtype=np.uint8))
+    options = FitOptions(**{**TINY.__dict__, "size": 64, "holdout": 0.4})
+    result = fit(list_images(folder), None, options)
+    assert "no room for a synthetic defect" in result.card.hyperparameters["selection"]
+    assert result.card.hyperparameters["top_fraction"] == 0.01
