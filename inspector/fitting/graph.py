@@ -110,8 +110,16 @@ def _preprocess(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
     return b.op("Mul", [x, b.const(inv_std)], hint="normalised")
 
 
-def _features(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
-    """Append preprocessing and the backbone; return the pooled, concatenated feature map."""
+def _features(b: _Builder, backbone: Backbone, spec: FeatureSpec,
+              projection: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+    """Append preprocessing and the backbone; return the pooled, concatenated feature map,
+    or with ``projection`` its PCA projection (N, D, g, g).
+
+    The projection of the concatenated map is the sum of each layer's own projection, and
+    pooling and resizing are linear per channel, so each layer is projected where that is
+    cheapest: before pooling and upsampling when it has more channels than the projection
+    (the stride-16 layer: a quarter of the positions), after pooling otherwise.
+    """
     normalised = _preprocess(b, backbone, spec)
     net = onnx.load_from_string(backbone.onnx)
     prefix = "backbone/"
@@ -126,22 +134,33 @@ def _features(b: _Builder, backbone: Backbone, spec: FeatureSpec) -> str:
         b.inits.append(init)
     grid = b.const(np.array(spec.grid, np.int64))
     maps = []
+    offset = 0
     for layer in spec.layers:
-        x = b.op(
-            "AveragePool", [prefix + layer], kernel_shape=[3, 3], strides=[1, 1],
-            pads=[1, 1, 1, 1], count_include_pad=0,
-        )
+        x = prefix + layer
+        channels = backbone.channels[layer]
+        weight = None
+        if projection is not None:
+            rows = projection[1][offset : offset + channels]  # this layer's (C_l, D) part
+            weight = b.const(np.ascontiguousarray(rows.T)[:, :, None, None].astype(np.float32))
+            offset += channels
+        if weight is not None and channels > projection[1].shape[1]:
+            x = b.op("Conv", [x, weight])
+            weight = None
+        x = b.op("AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
+                 count_include_pad=0)
+        if weight is not None:
+            x = b.op("Conv", [x, weight])
         if backbone.strides[layer] != 8:
             x = _resize(b, x, grid)
         maps.append(x)
-    return maps[0] if len(maps) == 1 else b.op("Concat", maps, axis=1)
-
-
-def _project(b: _Builder, x: str, mean: np.ndarray, components: np.ndarray) -> str:
-    """1x1 convolution computing ``(x - mean) @ components`` per patch: (N, D, g, g)."""
-    weight = components.T.astype(np.float32)[:, :, None, None]  # (D, C, 1, 1)
+    if projection is None:
+        return maps[0] if len(maps) == 1 else b.op("Concat", maps, axis=1)
+    mean, components = projection
     bias = -(mean.astype(np.float32) @ components.astype(np.float32))
-    return b.op("Conv", [x, b.const(weight), b.const(bias)], hint="projected")
+    total = maps[0]
+    for x in maps[1:]:
+        total = b.op("Add", [total, x])
+    return b.op("Add", [total, b.const(bias.reshape(1, -1, 1, 1))], hint="projected")
 
 
 def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, int],
@@ -253,9 +272,7 @@ def feature_model(backbone: Backbone, spec: FeatureSpec,
                   projection: tuple[np.ndarray, np.ndarray] | None = None) -> onnx.ModelProto:
     """The graph up to patch features, ``features`` (N, C or D, g, g), for fitting."""
     b = _Builder()
-    x = _features(b, backbone, spec)
-    if projection is not None:
-        x = _project(b, x, *projection)
+    x = _features(b, backbone, spec, projection)
     b.nodes.append(helper.make_node("Identity", [x], ["features"]))
     out = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", "C", "g", "g"])
     return _model(b, [out], f"{backbone.name}-features")
@@ -277,7 +294,7 @@ def scoring_model(
     if (bank is None) == (gaussian is None):
         raise ValueError("give exactly one of bank (patchcore) or gaussian (padim)")
     b = _Builder()
-    x = _project(b, _features(b, backbone, spec), *projection)
+    x = _features(b, backbone, spec, projection)
     if bank is not None:
         patch_map = _nearest_distance(b, x, bank, spec.grid, search_dims, candidates)
     else:
