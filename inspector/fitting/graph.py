@@ -6,8 +6,9 @@
       -> float, NCHW, bilinear antialiased resize to the model size (h, w), colour order,
          normalisation
       -> backbone -> 3x3 average pooling per feature map (each patch sees its neighbours)
-      -> stride-16 maps resized onto the stride-8 grid, concatenated
-      -> 1x1 projection (PCA of the training patches)        ... "features": fitting stops here
+      -> each map's part of the 1x1 projection (PCA of the training patches), stride-16
+         maps resized onto the stride-8 grid, summed  ... "features": fitting stops here
+         (the first pass of a fit takes the pooled maps concatenated, unprojected)
       -> patch distance: to the nearest memory-bank entry (patchcore)
                          or Mahalanobis to the per-location Gaussian (padim)
       -> patch map resized to (h, w), Gaussian smoothing   -> score = mean of its top share
@@ -136,19 +137,18 @@ def _features(b: _Builder, backbone: Backbone, spec: FeatureSpec,
     maps = []
     offset = 0
     for layer in spec.layers:
-        x = prefix + layer
-        channels = backbone.channels[layer]
+        x, channels = prefix + layer, backbone.channels[layer]
         weight = None
         if projection is not None:
             rows = projection[1][offset : offset + channels]  # this layer's (C_l, D) part
             weight = b.const(np.ascontiguousarray(rows.T)[:, :, None, None].astype(np.float32))
             offset += channels
-        if weight is not None and channels > projection[1].shape[1]:
+        project_first = weight is not None and channels > projection[1].shape[1]
+        if project_first:
             x = b.op("Conv", [x, weight])
-            weight = None
         x = b.op("AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
                  count_include_pad=0)
-        if weight is not None:
+        if weight is not None and not project_first:
             x = b.op("Conv", [x, weight])
         if backbone.strides[layer] != 8:
             x = _resize(b, x, grid)

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from inspector.store.accounts import Accounts
 from inspector.store.db import Database, closing_on_failure
-from inspector.store.images import IMAGES_DIR, ImageFiles
+from inspector.store.images import ImageFiles
 from inspector.store.inspections import Inspections
 from inspector.store.labels import LabelHistory
 from inspector.store.models import ModelRegistry
@@ -48,13 +48,12 @@ class Store(Inspections, LabelHistory, Accounts, ModelRegistry, Retention):
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.images = self.root / IMAGES_DIR
         self.db_path = self.root / DB_FILE
         self._lock_handle: BinaryIO | None = None
-        self.images.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         self._db = Database(self.db_path)
-        self._files = ImageFiles(self.root, self._db)
         with closing_on_failure(self.db_path, self.close):
+            self._files = ImageFiles(self.root, self._db)
             self._open_with_recovery()
         logger.info("results store %s open (schema v%d)", self.root, SCHEMA_VERSION)
 
@@ -75,6 +74,11 @@ class Store(Inspections, LabelHistory, Accounts, ModelRegistry, Retention):
         else:
             self.recover()
         fcntl.flock(self._lock_handle, fcntl.LOCK_SH)
+
+    @property
+    def images(self) -> Path:
+        """The folder that holds the image files (``root/images``)."""
+        return self._files.folder
 
     @property
     def alarm(self) -> str | None:
