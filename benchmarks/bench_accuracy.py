@@ -77,7 +77,7 @@ def run_set(folder: Path, options: FitOptions, work: Path) -> dict[str, Any]:
         "set": folder.name, "train_images": len(images), "fit_s": round(fit_seconds, 1),
         "hyperparameters": fitted.card.hyperparameters,
         **{k: result[k] for k in ("image_auroc", "pixel_auroc", "pro", "f1", "precision",
-                                  "recall", "ms_per_image", "images", "defective")},
+                                  "recall", "fp", "tn", "ms_per_image", "images", "defective")},
     }
 
 
@@ -98,15 +98,16 @@ def _f(value: float | None, digits: int = 3) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| set | image AUROC | ref. best / Lite0 | pixel AUROC | ref. best | PRO | F1 | "
-        "precision / recall | ms/image | fit s (images) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "precision / recall | false rejects | ms/image | fit s (images) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         (best, best_pixel), (lite0, _) = reference(r["set"])
         lines.append(
             f"| {r['set']} | **{_f(r['image_auroc'])}** | {_f(best)} / {_f(lite0)} | "
             f"{_f(r['pixel_auroc'])} | {_f(best_pixel)} | {_f(r['pro'])} | {_f(r['f1'])} | "
-            f"{_f(r['precision'])} / {_f(r['recall'])} | {r['ms_per_image']:.1f} | "
+            f"{_f(r['precision'])} / {_f(r['recall'])} | {r['fp']}/{r['fp'] + r['tn']} | "
+            f"{r['ms_per_image']:.1f} | "
             f"{r['fit_s']:.1f} ({r['train_images']}) |")
     image = [r["image_auroc"] for r in rows]
     ref_mean = [reference(r["set"])[1][0] for r in rows]
@@ -118,7 +119,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"- worst set against its best plain backbone: {worst['set']} "
         f"({worst['image_auroc']:.3f} vs {reference(worst['set'])[0][0]:.3f})",
         f"- mean F1 at the fitted threshold {sum(r['f1'] for r in rows) / len(rows):.3f}; "
-        f"mean recall {sum(r['recall'] for r in rows) / len(rows):.3f}",
+        f"mean recall {sum(r['recall'] for r in rows) / len(rows):.3f}; false rejects "
+        f"{sum(r['fp'] for r in rows)} of {sum(r['fp'] + r['tn'] for r in rows)} good parts",
     ]
     return "\n".join(lines)
 

@@ -50,7 +50,9 @@ def add_model_commands(commands: Any) -> None:
                            help="labeled defective images (folder, or folder of type folders): "
                            "the threshold becomes F1-optimal")
     calibrate.add_argument("--quantile", type=float, default=defaults.quantile)
-    calibrate.add_argument("--margin", type=float, default=defaults.margin)
+    calibrate.add_argument("--margin", type=float, default=defaults.margin,
+                           help="good-only rule: quantile + MARGIN x (quantile - median) "
+                           "(default %(default)s)")
     calibrate.add_argument("--threads", type=int, default=0)
     calibrate.set_defaults(handler=_calibrate)
 

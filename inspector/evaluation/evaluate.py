@@ -186,13 +186,14 @@ def calibrate(
     good: Sequence[Path],
     defects: Sequence[Path] = (),
     quantile: float = 0.99,
-    margin: float = 0.1,
+    margin: float = 0.25,
     threads: int = 0,
     progress: bool = False,
 ) -> ModelCard:
     """Choose the threshold from scored samples and store it in the model's card.
 
-    Good images only: ``quantile`` of their scores plus ``margin``. With labeled
+    Good images only: ``quantile`` of their scores plus ``margin`` times their spread
+    (that quantile minus the median). With labeled
     defects as well: the F1-optimal threshold.
     """
     model = load_model(model_dir)

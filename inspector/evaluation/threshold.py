@@ -10,26 +10,36 @@ import numpy as np
 from inspector.evaluation.metrics import binary_report, f1_optimal_threshold
 from inspector.model import ScoreScale, Threshold
 
+# Fewer held-out good images than this make the quantile little more than their maximum.
+FEW_GOOD_IMAGES = 20
+
 
 def good_quantile_threshold(good_scores: np.ndarray, quantile: float = 0.99,
-                            margin: float = 0.1) -> Threshold:
-    """Good parts only: the ``quantile`` of their scores, raised by ``margin`` (a fraction).
+                            margin: float = 0.25) -> Threshold:
+    """Good parts only: the ``quantile`` of their scores, raised by ``margin`` times the
+    spread of good scores (that quantile minus their median).
 
-    Scores are distances (zero for a perfect match), so a relative margin keeps the
-    same meaning whatever the backbone's feature scale.
+    Scores are distances with a large common offset, so a margin relative to the value
+    (10% of it) can exceed the whole spread of good scores and pass most defects; a margin
+    relative to the spread keeps the same meaning on every product and feature scale.
     """
     scores = _finite(good_scores, "good_scores")
     base = float(np.quantile(scores, quantile))
-    value = base * (1.0 + margin)
-    return Threshold(
-        value=value,
-        method="good_quantile",
-        detail={
-            "quantile": quantile, "margin": margin, "quantile_score": base,
-            "good_images": len(scores),
-            "good_above_threshold": int(np.count_nonzero(scores >= value)),
-        },
-    )
+    median = float(np.median(scores))
+    # Identical good scores have no spread: keep a sliver so they still pass.
+    spread = max(base - median, 1e-6 * abs(base), 1e-12)
+    value = base + margin * spread
+    detail = {
+        "rule": "quantile + margin x (quantile - median)",
+        "quantile": quantile, "margin": margin, "quantile_score": base, "median_score": median,
+        "good_images": len(scores),
+        "good_above_threshold": int(np.count_nonzero(scores >= value)),
+    }
+    if len(scores) < FEW_GOOD_IMAGES:
+        detail["warning"] = (f"only {len(scores)} good images scored: the {quantile:.0%} "
+                             "quantile is little more than their maximum; calibrate on more "
+                             "good images (inspector calibrate)")
+    return Threshold(value=value, method="good_quantile", detail=detail)
 
 
 def f1_optimal(good_scores: np.ndarray, defect_scores: np.ndarray) -> Threshold:

@@ -2,6 +2,7 @@
 
 - ``backbones``: the committed, verified ONNX backbones under ``models/backbones``
 - ``graph``: the ONNX graphs (preprocessing, features, patch scoring, anomaly map, score)
+- ``memory``: what a model remembers of good parts (projection, coreset bank, Gaussians)
 - ``fit``: ``inspector fit``, from good images to a fitted model with its card
 - ``anomalies``: synthetic defects with exact masks, to judge candidate models on good images
 - ``selection``: choosing among candidates (today: the image score) on those defects

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -37,6 +37,7 @@ from inspector.fitting.anomalies import MIN_SIDE as ANOMALY_MIN_SIDE
 from inspector.fitting.anomalies import make_defects
 from inspector.fitting.backbones import Backbone, load_backbone
 from inspector.fitting.graph import OUTPUTS, FeatureSpec, feature_model, scoring_model
+from inspector.fitting.memory import greedy_coreset, location_gaussians, pca
 from inspector.fitting.selection import DEFAULT_TOP_FRACTION, Selection, choose_top_fraction
 from inspector.imaging import read_image
 from inspector.model import (
@@ -59,7 +60,6 @@ SYNTHETIC_PER_IMAGE = 2  # synthetic defects per held-out image when choosing
 SELECTION_MAX_IMAGES = 60  # held-out images judged when choosing, at most
 MAX_ASPECT = 4.0  # keep_aspect: longer side at most this many times the shorter
 ASPECT_TOLERANCE, SHARED_SHAPE = 0.1, 0.9  # 90% of frames within 10% of the median ratio
-COVARIANCE_SHRINK = 0.01  # padim: added to the covariance diagonal, relative to its mean
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class FitOptions:
     auto: bool = True  # False: no choosing; what is not given takes the fixed defaults
     holdout: float = 0.1
     quantile: float = 0.99
-    margin: float = 0.1
+    margin: float = 0.25  # threshold: quantile + margin x (quantile - median) of good scores
     seed: int = 0
     batch: int = 8
     threads: int = 0
@@ -208,6 +208,8 @@ def fit(
         scores = np.array([detector.predict(frame).score for frame in
                            tqdm(holdout, desc="holdout", disable=not progress, leave=False)])
         threshold = good_quantile_threshold(scores, options.quantile, options.margin)
+        if "warning" in threshold.detail:
+            logger.warning("threshold: %s", threshold.detail["warning"])
         card = card.model_copy(update={"threshold": threshold,
                                        "score_scale": score_scale(scores, threshold.value)})
     timings["threshold"] = time.perf_counter() - t0
@@ -337,61 +339,6 @@ def model_size(options: FitOptions, frames: Sequence[np.ndarray]) -> tuple[int, 
     ratio = min(max(ratio, 1 / MAX_ASPECT), MAX_ASPECT)
     longer = round(options.size * max(ratio, 1 / ratio) / 16) * 16
     return (longer, options.size) if ratio >= 1 else (options.size, longer)
-
-
-def pca(samples: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (C,) and the top ``dims`` principal directions (C, dims) of ``samples`` (n, C)."""
-    samples = samples.astype(np.float64)
-    mean = samples.mean(axis=0)
-    covariance = np.cov(samples - mean, rowvar=False)
-    values, vectors = np.linalg.eigh(covariance)
-    top = vectors[:, np.argsort(values)[::-1][:dims]]
-    top *= np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(top.shape[1])])  # fixed signs
-    return mean.astype(np.float32), top.astype(np.float32)
-
-
-def greedy_coreset(
-    points: np.ndarray, size: int, seed: int = 0, sketch_dims: int = 32, progress: bool = False,
-    on_step: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Indices of ``size`` points chosen by greedy k-center selection (PatchCore's coreset).
-
-    Each step takes the point farthest from everything chosen so far. Distances are
-    measured in a random ``sketch_dims`` projection, which keeps the choice nearly the
-    same at a fraction of the cost.
-    """
-    n = len(points)
-    if size >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    sketch = points
-    if points.shape[1] > sketch_dims:
-        matrix = rng.normal(size=(points.shape[1], sketch_dims)) / math.sqrt(sketch_dims)
-        sketch = points @ matrix.astype(np.float32)
-    sketch = np.ascontiguousarray(sketch, dtype=np.float32)
-    norms = np.einsum("ij,ij->i", sketch, sketch)
-    chosen = np.empty(size, np.int64)
-    chosen[0] = rng.integers(n)
-    center = sketch[chosen[0]]
-    nearest = norms - 2 * sketch @ center + center @ center
-    for step in tqdm(range(1, size), desc="coreset", unit="pt", disable=not progress,
-                     leave=False, mininterval=0.5):
-        chosen[step] = int(np.argmax(nearest))
-        center = sketch[chosen[step]]
-        np.minimum(nearest, norms - 2 * (sketch @ center) + center @ center, out=nearest)
-    return chosen
-
-
-def location_gaussians(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PaDiM: per patch location, the mean (P, D) and inverse covariance (P, D, D)."""
-    n, dims, height, width = maps.shape
-    patches = maps.reshape(n, dims, height * width).transpose(2, 0, 1).astype(np.float64)
-    mean = patches.mean(axis=1)
-    centered = patches - mean[:, None, :]
-    covariance = np.einsum("pnd,pne->pde", centered, centered) / max(1, n - 1)
-    ridge = COVARIANCE_SHRINK * np.trace(covariance, axis1=1, axis2=2) / dims + 1e-6
-    covariance += ridge[:, None, None] * np.eye(dims)
-    return mean.astype(np.float32), np.linalg.inv(covariance).astype(np.float32)
 
 
 def fingerprint(paths: Sequence[Path]) -> str:

@@ -12,7 +12,7 @@ import pytest
 from camera.synthetic import PartGenerator
 from inspector.errors import ImageError
 from inspector.fitting import FitOptions, fit
-from inspector.fitting.fit import greedy_coreset, location_gaussians
+from inspector.fitting.memory import greedy_coreset, location_gaussians
 from inspector.imaging import list_images, read_image
 from inspector.model import Detector, load_model
 from tests.conftest import SIZE, TINY

@@ -65,3 +65,18 @@ def test_two_stage_search_finds_the_exact_nearest_on_projected_features() -> Non
     # never below it otherwise.
     assert np.all(got >= exact - 1e-4)
     assert np.mean(np.isclose(got, exact, rtol=1e-4, atol=1e-4)) >= 0.95
+
+
+@pytest.mark.parametrize(("entries", "candidates"), [(301, 1), (301, 7), (64, 64), (5, 8)])
+def test_two_stage_search_always_measures_the_coarse_nearest_entry(entries, candidates) -> None:
+    rng = np.random.default_rng(3)
+    bank = _pca_like(rng, entries, 32)
+    x = _pca_like(rng, 20, 32).reshape(1, 4, 5, 32).transpose(0, 3, 1, 2).copy()
+    got = _run_nearest(bank, x, search_dims=8, candidates=candidates).ravel()
+    queries = x.reshape(32, -1).T
+    coarse = ((queries[:, None, :8] - bank[None, :, :8]) ** 2).sum(-1).argmin(1)
+    coarse_distance = np.sqrt(((queries - bank[coarse]) ** 2).sum(-1))
+    exact = _brute_force(bank, x).ravel()
+    # Bank sizes that do not divide into the parts are padded; the padding changes nothing.
+    assert np.all(got <= coarse_distance + 1e-4)
+    assert np.all(got >= exact - 1e-4)
