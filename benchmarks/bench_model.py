@@ -5,8 +5,8 @@ dataset (timed), quantize a copy to int8, then time bare ONNX Runtime sessions a
 batch 1 and 2 threads (thread spinning off, so idle sessions leave the cores alone),
 interleaved round by round so machine noise hits all alike:
 
-- backbone: the exported backbone alone on a ready float32 (1, 3, 256, 256) tensor;
-- model: the fitted graph on a uint8 (1, 256, 256, 3) frame (preprocessing,
+- backbone: the exported backbone alone on a ready float32 tensor of the model input's size
+- model: the fitted graph on a uint8 frame of that size (preprocessing,
   backbone, projection, nearest-neighbour search, smoothing, score);
 - model int8: the same with the backbone quantized.
 
@@ -76,9 +76,9 @@ def main() -> None:
             result = fit(paths, Path(tmp) / name, options)
             fit_seconds = time.perf_counter() - started
             quantize_model(Path(tmp) / name, paths[:32], Path(tmp) / f"{name}-int8")
-            size = options.size
-            small = np.ascontiguousarray(cv2.resize(frame, (size, size))[None])
-            tensor = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+            height, width = result.card.input.size  # the backbone at the model's own input
+            small = np.ascontiguousarray(cv2.resize(frame, (width, height))[None])
+            tensor = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
             runs = {
                 "backbone": (session(load_backbone(name).onnx, args.threads), {"image": tensor}),
                 "model": (session(result.onnx, args.threads), {"image": small}),
@@ -89,6 +89,7 @@ def main() -> None:
             rows.append({
                 "backbone": name, "train_images": len(paths),
                 "bank": result.card.hyperparameters["bank_size"],
+                "input": f"{height}x{width}",
                 "fit_s": round(fit_seconds, 1), **{f"{k} ms": round(v, 2) for k, v in ms.items()},
                 "model/backbone": round(ms["model"] / ms["backbone"], 2),
                 "int8/backbone": round(ms["model int8"] / ms["backbone"], 2),

@@ -12,6 +12,7 @@ import pytest
 from camera.synthetic import PartGenerator
 from inspector.errors import ImageError
 from inspector.fitting import FitOptions, fit
+from inspector.fitting.fit import input_side, model_size
 from inspector.fitting.memory import greedy_coreset, location_gaussians
 from inspector.imaging import list_images, read_image
 from inspector.model import Detector, load_model
@@ -116,6 +117,28 @@ def test_keep_aspect_shapes_the_model_like_its_frames(
     clean, defect = detector.predict(frame), detector.predict(scratched)
     assert clean.anomaly_map.shape == frame.shape[:2]  # the map at the frame's own size
     assert defect.score > clean.score
+
+
+@pytest.mark.parametrize(("frame_hw", "size", "model_hw"), [
+    ((640, 640), None, (320, 320)),  # half the shorter side
+    ((512, 512), None, (256, 256)),
+    ((250, 250), None, (256, 256)),  # small frames: never under 256
+    ((1024, 1024), None, (320, 320)),  # large ones: never over 320
+    ((400, 1024), None, (256, 656)),  # the shorter side sets it; the shape is kept
+    ((640, 640), 128, (128, 128)),  # a given size wins
+])
+def test_the_input_size_follows_the_frames_unless_given(
+    frame_hw: tuple[int, int], size: int | None, model_hw: tuple[int, int],
+) -> None:
+    frames = [np.zeros((*frame_hw, 3), np.uint8)] * 3
+    options = FitOptions(size=size)
+    assert model_size(options, frames) == model_hw
+    assert input_side(options, frames) == min(model_hw)
+
+
+def test_the_card_records_the_input_size_and_why(model_dir: Path) -> None:
+    hyper = load_model(model_dir).card.hyperparameters
+    assert hyper["size"] == TINY.size and hyper["size_choice"] == "given by the caller"
 
 
 def test_the_card_records_the_choice_made_on_synthetic_defects(model_dir: Path) -> None:
