@@ -6,10 +6,10 @@
 - ``sockets``: the one way sockets are opened (linger 0, failures as ``BusError``)
 """
 
-from inspector.bus.frames import FrameReceiver, FrameSender
+from inspector.bus.frames import MAX_UNKNOWN_CAMERAS, FrameReceiver, FrameSender
 from inspector.bus.sockets import open_socket
 from inspector.bus.triggers import TriggerReceiver, send_trigger
 from inspector.bus.wire import Frame, FrameHeader, decode_frame, encode_frame
 
-__all__ = ["Frame", "FrameHeader", "FrameReceiver", "FrameSender", "TriggerReceiver",
-           "decode_frame", "encode_frame", "open_socket", "send_trigger"]
+__all__ = ["MAX_UNKNOWN_CAMERAS", "Frame", "FrameHeader", "FrameReceiver", "FrameSender",
+           "TriggerReceiver", "decode_frame", "encode_frame", "open_socket", "send_trigger"]

@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import zmq
 
 from inspector.bus.sockets import open_socket
-from inspector.bus.wire import DEFAULT_MAX_FRAME_BYTES, Frame, decode_frame, encode_frame
+from inspector.bus.wire import (
+    DEFAULT_MAX_FRAME_BYTES,
+    MAX_HEADER_BYTES,
+    Frame,
+    decode_frame,
+    encode_frame,
+)
 from inspector.errors import WireError
+from inspector.identifiers import check_camera_id
 from inspector.logs import RateLimitedLog
 
 logger = logging.getLogger(__name__)
@@ -70,11 +77,19 @@ class FrameSender:
         self._socket.close(linger=linger_ms)
 
 
+UNKNOWN = "?"  # the accounting key of messages whose camera is unreadable or not admitted
+MAX_UNKNOWN_CAMERAS = 8
+
+
 class FrameReceiver:
     """The inspector's end of the frame channel: validates every message, drops bad ones.
 
     ``received`` counts valid frames per camera, ``malformed`` counts rejected
-    messages per camera (``"?"`` when the header was unreadable).
+    messages per camera (``"?"`` when the header was unreadable or named a camera that
+    was not admitted). Cameras in ``known_cameras`` are always admitted; besides them at
+    most ``max_unknown_cameras`` other ids are, first come first served, so made-up ids
+    cannot grow any per-camera state (counters here, verdict queues and previews
+    downstream) without bound. Frames of further ids are counted as malformed.
     """
 
     def __init__(
@@ -84,11 +99,16 @@ class FrameReceiver:
         hwm: int = 16,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         bind: bool = True,
+        known_cameras: Iterable[str] = (),
+        max_unknown_cameras: int = MAX_UNKNOWN_CAMERAS,
     ) -> None:
         self.endpoint = endpoint
         self.max_frame_bytes = max_frame_bytes
         self.received: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
+        self.known_cameras = frozenset(known_cameras)
+        self.max_unknown_cameras = max_unknown_cameras
+        self._admitted: set[str] = set()  # unknown ids let in so far
         # Refuse oversized messages inside libzmq, before they are buffered.
         self._socket = open_socket(
             context or zmq.Context.instance(),
@@ -126,16 +146,38 @@ class FrameReceiver:
             return None
         return self._socket.recv_multipart(copy=False)
 
+    def admits(self, camera: str) -> bool:
+        """Whether frames of ``camera`` are taken (and its state kept)."""
+        return camera in self.known_cameras or camera in self._admitted
+
+    def _admit(self, camera: str) -> bool:
+        if self.admits(camera):
+            return True
+        if len(self._admitted) >= self.max_unknown_cameras:
+            self._log.warning("cameras", "refusing frames: more than %d cameras the config "
+                              "does not name", self.max_unknown_cameras)
+            return False
+        self._admitted.add(camera)
+        logger.warning("frames from camera %s, which the config does not name", camera)
+        return True
+
     def _decode(self, parts: list[Any]) -> Frame | None:
         try:
-            frame = decode_frame(parts, self.max_frame_bytes)
+            frame = decode_frame(parts, self.max_frame_bytes, admit=self._admit)
         except WireError as exc:
-            camera = _camera_hint(parts)
-            self.malformed[camera] += 1
-            self._log.warning(camera, "dropped malformed frame from camera %s: %s", camera, exc)
+            self._refuse(parts, str(exc))
+            return None
+        except Exception as exc:  # unforeseen: still one bad message, never a dead worker
+            self._refuse(parts, f"unexpected {type(exc).__name__} while decoding")
             return None
         self.received[frame.header.camera] += 1
         return frame
+
+    def _refuse(self, parts: list[Any], reason: str) -> None:
+        hint = _camera_hint(parts)
+        camera = hint if self.admits(hint) else UNKNOWN
+        self.malformed[camera] += 1
+        self._log.warning(camera, "dropped malformed frame from camera %s: %s", camera, reason)
 
     def close(self) -> None:
         self._socket.close(linger=0)
@@ -144,7 +186,9 @@ class FrameReceiver:
 def _camera_hint(parts: list[Any]) -> str:
     """Best-effort camera id of a rejected message, for per-camera accounting."""
     try:
-        camera = json.loads(bytes(parts[0].buffer))["camera"]
-    except Exception:  # any garbage: the message is already known to be bad
-        return "?"
-    return camera if isinstance(camera, str) and 0 < len(camera) <= 64 else "?"
+        header = bytes(getattr(parts[0], "buffer", parts[0]))
+        if len(header) > MAX_HEADER_BYTES:
+            return UNKNOWN
+        return check_camera_id(json.loads(header)["camera"])
+    except Exception:  # any garbage (RecursionError too): the message is already known bad
+        return UNKNOWN

@@ -8,9 +8,12 @@ import logging
 import zmq
 
 from inspector.bus.sockets import open_socket
+from inspector.identifiers import check_camera_id, check_part_id, shown
 from inspector.logs import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+
+MAX_TRIGGER_BYTES = 1024
 
 
 class TriggerReceiver:
@@ -32,13 +35,18 @@ class TriggerReceiver:
         parts = self._socket.recv_multipart()
         try:
             (body,) = parts
+            if len(body) > MAX_TRIGGER_BYTES:
+                raise ValueError(f"trigger of {len(body)} bytes, limit {MAX_TRIGGER_BYTES}")
             message = json.loads(body)
-            camera, part_id = message["camera"], message.get("part_id")
-            if not isinstance(camera, str) or not (part_id is None or isinstance(part_id, str)):
-                raise TypeError("camera must be a string, part_id a string or null")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if not isinstance(message, dict):
+                raise TypeError("trigger must be a JSON object")
+            camera = check_camera_id(message.get("camera"))
+            part_id = check_part_id(message.get("part_id"))
+        except Exception as exc:  # anything at all (RecursionError too): one bad message
             self.malformed += 1
-            self._log.warning("trigger", "dropped malformed trigger: %s", exc)
+            self._log.warning("trigger", "dropped malformed trigger: %s",
+                              shown(str(exc)) if isinstance(exc, ValueError | TypeError)
+                              else type(exc).__name__)
             return None
         return camera, part_id
 

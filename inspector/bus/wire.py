@@ -22,8 +22,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from inspector.errors import WireError
+from inspector.identifiers import check_camera_id, check_counter, check_part_id, shown
 
 WIRE_VERSION = 1
 ENCODINGS = ("raw", "jpeg", "png")
@@ -49,7 +49,6 @@ _CODEC_EXT = {"jpeg": ".jpg", "png": ".png"}
 MAX_HEADER_BYTES = 4096
 MAX_SIDE = 32768
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HEADER_KEYS = frozenset({"v", "camera", "seq", "ts_ns", "part_id", "dtype", "shape", "encoding"})
 
 
@@ -117,14 +116,21 @@ def encode_frame(
     return [header.to_json(), buffer]
 
 
-def decode_frame(parts: Sequence[Any], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame:
-    """Validate and decode one received message (bytes, memoryviews or ``zmq.Frame``s)."""
+def decode_frame(parts: Sequence[Any], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 admit: Callable[[str], bool] | None = None) -> Frame:
+    """Validate and decode one received message (bytes, memoryviews or ``zmq.Frame``s).
+
+    ``admit``, when given, decides from the checked header alone whether the camera's
+    frames are taken at all, before any pixel is decoded.
+    """
     if len(parts) != 2:
         raise WireError(f"expected 2 message parts [header, payload], got {len(parts)}")
     header_buf, payload = (_buffer(part) for part in parts)
     if len(header_buf) > MAX_HEADER_BYTES:
         raise WireError(f"header is {len(header_buf)} bytes, limit {MAX_HEADER_BYTES}")
     header = parse_header(bytes(header_buf))
+    if admit is not None and not admit(header.camera):
+        raise WireError(f"camera {header.camera} is not admitted")
     expected = math.prod(header.shape) * DTYPES[header.dtype].itemsize
     if expected > max_frame_bytes:
         raise WireError(f"frame of {expected} bytes exceeds the limit of {max_frame_bytes}")
@@ -156,22 +162,25 @@ def parse_header(raw: bytes) -> FrameHeader:
         fields = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireError(f"header is not UTF-8 JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." within the size limit: deeper than the parser goes
+        raise WireError("header is nested too deeply") from None
     if not isinstance(fields, dict):
         raise WireError(f"header must be a JSON object, got {type(fields).__name__}")
-    if fields.get("v") != WIRE_VERSION:
-        raise WireError(f"header.v must be {WIRE_VERSION}, got {fields.get('v')!r}")
+    version = fields.get("v")
+    if not _is_int(version) or version != WIRE_VERSION:  # true == 1 in Python, not here
+        raise WireError(f"header.v must be {WIRE_VERSION}, got {shown(version)}")
     if set(fields) != _HEADER_KEYS:
         missing, extra = _HEADER_KEYS - set(fields), set(fields) - _HEADER_KEYS
         raise WireError(f"header keys wrong: missing {sorted(missing)}, unknown {sorted(extra)}")
     shape = fields["shape"]
     if not isinstance(shape, list) or not all(_is_int(side) for side in shape):
-        raise WireError(f"header.shape must be a list of integers, got {shape!r}")
+        raise WireError(f"header.shape must be a list of integers, got {shown(shape)}")
     for name in ("seq", "ts_ns"):
         if not _is_int(fields[name]):
-            raise WireError(f"header.{name} must be an integer, got {fields[name]!r}")
+            raise WireError(f"header.{name} must be an integer, got {shown(fields[name])}")
     for name in ("camera", "dtype", "encoding"):
         if not isinstance(fields[name], str):
-            raise WireError(f"header.{name} must be a string, got {fields[name]!r}")
+            raise WireError(f"header.{name} must be a string, got {shown(fields[name])}")
     header = FrameHeader(
         camera=fields["camera"],
         seq=fields["seq"],
@@ -186,19 +195,21 @@ def parse_header(raw: bytes) -> FrameHeader:
 
 
 def _check_header(header: FrameHeader) -> None:
-    """Range checks shared by the sending and the receiving end."""
-    if not _ID_PATTERN.match(header.camera):
-        raise WireError(f"header.camera must match {_ID_PATTERN.pattern}, got {header.camera!r}")
-    if header.seq < 0 or header.ts_ns < 0:
-        raise WireError("header.seq and header.ts_ns must be >= 0")
-    if header.part_id is not None and not (
-        isinstance(header.part_id, str) and 0 < len(header.part_id) <= 128
-    ):
-        raise WireError(f"header.part_id must be null or 1-128 characters, got {header.part_id!r}")
+    """Range checks shared by the sending and the receiving end; the identifiers are
+    checked by the same functions the store uses (``inspector.identifiers``)."""
+    try:
+        check_camera_id(header.camera, "header.camera")
+        check_counter(header.seq, "header.seq")
+        check_counter(header.ts_ns, "header.ts_ns")
+        check_part_id(header.part_id, "header.part_id")
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
     if header.dtype not in DTYPES:
-        raise WireError(f"header.dtype must be one of {sorted(DTYPES)}, got {header.dtype!r}")
+        raise WireError(f"header.dtype must be one of {sorted(DTYPES)}, got "
+                        f"{shown(header.dtype)}")
     if header.encoding not in ENCODINGS:
-        raise WireError(f"header.encoding must be one of {ENCODINGS}, got {header.encoding!r}")
+        raise WireError(f"header.encoding must be one of {ENCODINGS}, got "
+                        f"{shown(header.encoding)}")
     shape = header.shape
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
         raise WireError(f"header.shape must be [H, W] or [H, W, C] with C in 1, 3, 4, got {shape}")

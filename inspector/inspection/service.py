@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from inspector.bus import Frame, FrameReceiver
+from inspector.bus import MAX_UNKNOWN_CAMERAS, Frame, FrameReceiver
 from inspector.config import Config, SyntheticCamera
 from inspector.errors import InspectorError
 from inspector.inspection.regions import find_regions
@@ -54,6 +54,7 @@ from inspector.store import InspectionRecord
 logger = logging.getLogger(__name__)
 
 COUNTERS = ("inspected", "stale", "passed", "rejected", "errors")
+FAULT_PAUSE_S = 0.01
 
 
 def thread_plan(config: Config) -> ThreadPlan:
@@ -102,16 +103,24 @@ class Result:
 
 
 class Preview:
-    """The latest frame, map and result per camera, for the live view; references only."""
+    """The latest frame, map and result per camera, for the live view; references only.
 
-    def __init__(self) -> None:
+    At most ``max_cameras`` are kept: a camera beyond that replaces the one updated
+    longest ago, so frames from ever new camera ids cannot pin memory.
+    """
+
+    def __init__(self, max_cameras: int = 64) -> None:
+        self.max_cameras = max_cameras
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] = {}
 
     def update(self, camera: str, frame: np.ndarray, anomaly_map: np.ndarray | None,
                document: dict[str, Any]) -> None:
         with self._lock:
+            self._latest.pop(camera, None)  # re-inserted last: dicts keep insertion order
             self._latest[camera] = (frame, anomaly_map, document)
+            while len(self._latest) > self.max_cameras:
+                del self._latest[next(iter(self._latest))]
 
     def latest(self, camera: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]] | None:
         with self._lock:
@@ -144,13 +153,17 @@ class InspectionService:
         self._swap_lock = threading.Lock()
         self.swaps = 0
         self.sinks = list(sinks or [])
-        self.preview = Preview()
+        # Per-camera state is bounded by the cameras the receiver admits: the configured
+        # ones and at most MAX_UNKNOWN_CAMERAS others.
+        self.receiver = FrameReceiver(config.bus.frames, context, config.bus.recv_hwm,
+                                      config.bus.max_frame_bytes,
+                                      known_cameras=[c.id for c in config.cameras])
+        self.preview = Preview(len(config.cameras) + MAX_UNKNOWN_CAMERAS)
         self.counts: dict[str, Counter[str]] = {}
+        self.faults = 0  # unforeseen failures a worker survived
         self._clock = clock
         self._stop = threading.Event()
         self._drain_quiet_ms = 300
-        self.receiver = FrameReceiver(config.bus.frames, context, config.bus.recv_hwm,
-                                      config.bus.max_frame_bytes)
         self._receive_lock = threading.Lock()  # one worker at a time takes frames
         self.publisher = ResultPublisher(config.bus.results, context)
         # Per camera: tickets handed out in arrival order, the next ticket to leave, verdicts
@@ -256,15 +269,32 @@ class InspectionService:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def dead_workers(self) -> list[str]:
+        """Workers that ended while the service was not stopping (should be none; each
+        survives whatever it meets, but health checks must see it if one does not)."""
+        if self._stop.is_set():
+            return []
+        return [t.name for t in self._threads if t.ident is not None and not t.is_alive()]
+
     def _work(self) -> None:
+        """One worker's loop; its failure boundary: nothing unforeseen ends it."""
         while True:
-            with self._receive_lock:
-                batch = self._next_batch()
-            if batch is None:
-                return
-            if batch:
-                self._take_incoming()  # a swap waiting takes over before this batch
-                self._inspect_safely(batch)
+            try:
+                with self._receive_lock:
+                    batch = self._next_batch()
+                if batch is None:
+                    return
+                if batch:
+                    self._take_incoming()  # a swap waiting takes over before this batch
+                    self._inspect_safely(batch)
+            except Exception:
+                self.faults += 1
+                logger.exception("inspection worker survived an unforeseen failure")
+                time.sleep(FAULT_PAUSE_S)  # a failure that repeats must not spin a core
+            except BaseException:
+                logger.critical("inspection worker %s died", threading.current_thread().name,
+                                exc_info=True)
+                raise
 
     def _next_batch(self) -> list[tuple[Frame, int]] | None:
         """Frames for one model run, each with its camera's ticket; [] when none came in

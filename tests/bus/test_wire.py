@@ -13,7 +13,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inspector.bus import FrameReceiver, FrameSender, decode_frame, encode_frame
+from inspector.bus import FrameReceiver, FrameSender, TriggerReceiver, decode_frame, encode_frame
 from inspector.errors import WireError
 
 RNG = np.random.default_rng(0)
@@ -98,7 +98,7 @@ def test_raw_payload_is_not_copied_on_send() -> None:
         (np.zeros((4, 4, 3), np.float32), {"encoding": "png"}, "png cannot carry float32"),
         (np.zeros((4, 4), np.uint8), {"encoding": "gif"}, "encoding must be one of"),
         (np.zeros((4, 4), np.uint8), {"camera": "bad id"}, "header.camera"),
-        (np.zeros((4, 4), np.uint8), {"seq": -1}, ">= 0"),
+        (np.zeros((4, 4), np.uint8), {"seq": -1}, "header.seq must be an integer"),
         (np.zeros((4, 4), np.uint8), {"part_id": ""}, "part_id"),
     ],
 )
@@ -136,7 +136,7 @@ PAYLOAD = bytes(4 * 5 * 3)
         ([header(shape=[10**9, 10**9, 3]), PAYLOAD], "sides must be"),
         ([header(shape=[30000, 30000, 4], dtype="float32"), PAYLOAD], "exceeds the limit"),
         ([header(seq=True), PAYLOAD], "header.seq"),
-        ([header(seq=-1), PAYLOAD], ">= 0"),
+        ([header(seq=-1), PAYLOAD], "0..2^63-1"),
         ([header(ts_ns="now"), PAYLOAD], "header.ts_ns"),
         ([header(camera=""), PAYLOAD], "header.camera"),
         ([header(camera=5), PAYLOAD], "header.camera"),
@@ -149,6 +149,20 @@ PAYLOAD = bytes(4 * 5 * 3)
         ([header(encoding="png"), b"\x89PNG garbage"], "not a decodable png"),
         ([header(encoding="jpeg"), b""], "out of range"),
         ([b" " * 5000, PAYLOAD], "header is 5000 bytes"),
+        # Found by an attack on a running box: each passed the gate, then broke a worker
+        # (the nesting) or made the store refuse a batch of other cameras' verdicts.
+        ([b"[" * 3000, PAYLOAD], "nested too deeply"),
+        ([b'{"v": ' + b"[" * 3000, PAYLOAD], "nested too deeply"),
+        ([header(v=True), PAYLOAD], "header.v must be 1"),
+        ([header(camera=".."), PAYLOAD], "header.camera"),
+        ([header(camera="."), PAYLOAD], "header.camera"),
+        ([header(camera="cam1\n"), PAYLOAD], "header.camera"),
+        ([header(camera="a" * 65), PAYLOAD], "header.camera"),
+        ([header(part_id="\ud800"), PAYLOAD], "part_id"),
+        ([header(part_id="line\nforged"), PAYLOAD], "part_id"),
+        ([header(part_id=""), PAYLOAD], "part_id"),
+        ([header(seq=2**63), PAYLOAD], "header.seq"),
+        ([header(ts_ns=2**64), PAYLOAD], "header.ts_ns"),
     ],
 )
 def test_decode_rejects_malformed(parts: list[bytes], fragment: str) -> None:
@@ -240,13 +254,57 @@ def test_receiver_attributes_bad_frames_to_their_camera(
     wire_pair: tuple[zmq.Socket, FrameReceiver],
 ) -> None:
     raw, receiver = wire_pair
+    raw.send_multipart([header(camera="cam7"), PAYLOAD])
     raw.send_multipart([header(camera="cam7"), b"short"])
     raw.send_multipart([b"garbage", b""])
-    raw.send_multipart([header(camera="cam7"), PAYLOAD])
-    results = [receiver.recv(timeout_ms=500) for _ in range(3)]
-    assert results[0] is None and results[1] is None and results[2] is not None
-    assert receiver.malformed == {"cam7": 1, "?": 1}
+    raw.send_multipart([header(camera="cam8"), b"short"])  # a valid header admits cam8
+    results = [receiver.recv(timeout_ms=500) for _ in range(4)]
+    assert results[0] is not None and results[1:] == [None, None, None]
+    assert receiver.malformed == {"cam7": 1, "cam8": 1, "?": 1}
     assert receiver.received == {"cam7": 1}
+
+
+def test_made_up_camera_ids_cannot_grow_the_receivers_state(zmq_context: zmq.Context) -> None:
+    receiver = FrameReceiver("inproc://made-up", zmq_context, hwm=10_000,
+                             known_cameras=["line1"], max_unknown_cameras=3)
+    raw = zmq_context.socket(zmq.PUSH)
+    raw.connect("inproc://made-up")
+    try:
+        for i in range(1000):
+            raw.send_multipart([header(camera=f"fake{i}", seq=i), PAYLOAD])
+            if i % 100 == 0:  # the configured camera keeps its place whatever else comes
+                raw.send_multipart([header(camera="line1", seq=i), PAYLOAD])
+        frames = [f for _ in range(1010) if (f := receiver.recv(timeout_ms=500)) is not None]
+        assert {f.header.camera for f in frames} == {"line1", "fake0", "fake1", "fake2"}
+        assert receiver.received["line1"] == 10
+        assert set(receiver.received) | set(receiver.malformed) == {
+            "line1", "fake0", "fake1", "fake2", "?"}
+        assert receiver.malformed["?"] == 997
+    finally:
+        raw.close(linger=0)
+        receiver.close()
+
+
+@pytest.mark.parametrize("body", [b"[" * 3000, b'{"camera": ' + b"[" * 3000,
+                                  b'{"camera": "..", "part_id": null}',
+                                  b'{"camera": "cam1\n", "part_id": null}',
+                                  b'{"camera": "cam1", "part_id": "\ud800"}',
+                                  b'{"camera": "cam1", "part_id": 5}', b"x" * 5000, b"\xff"])
+def test_trigger_receiver_counts_hostile_triggers_and_keeps_going(
+    zmq_context: zmq.Context, body: bytes,
+) -> None:
+    receiver = TriggerReceiver("inproc://triggers", zmq_context)
+    raw = zmq_context.socket(zmq.PUSH)
+    raw.connect("inproc://triggers")
+    try:
+        raw.send(body)
+        raw.send(b'{"camera": "cam1", "part_id": "p-1"}')
+        assert receiver.recv(timeout_ms=1000) is None
+        assert receiver.malformed == 1
+        assert receiver.recv(timeout_ms=1000) == ("cam1", "p-1")
+    finally:
+        raw.close(linger=0)
+        receiver.close()
 
 
 def test_sender_and_receiver_share_the_format(zmq_context: zmq.Context) -> None:
