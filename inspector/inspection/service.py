@@ -37,6 +37,7 @@ import zmq
 from inspector.bus import MAX_UNKNOWN_CAMERAS, Frame, FrameReceiver
 from inspector.config import Config, SyntheticCamera
 from inspector.errors import InspectorError
+from inspector.inspection.preview import Preview
 from inspector.inspection.regions import find_regions
 from inspector.model import (
     Detector,
@@ -100,35 +101,6 @@ class Result:
             "inspected_ns": r.inspected_ns, "latency_ms": r.latency_ms, "regions": r.regions,
             "error": r.error,
         }
-
-
-class Preview:
-    """The latest frame, map and result per camera, for the live view; references only.
-
-    At most ``max_cameras`` are kept: a camera beyond that replaces the one updated
-    longest ago, so frames from ever new camera ids cannot pin memory.
-    """
-
-    def __init__(self, max_cameras: int = 64) -> None:
-        self.max_cameras = max_cameras
-        self._lock = threading.Lock()
-        self._latest: dict[str, tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] = {}
-
-    def update(self, camera: str, frame: np.ndarray, anomaly_map: np.ndarray | None,
-               document: dict[str, Any]) -> None:
-        with self._lock:
-            self._latest.pop(camera, None)  # re-inserted last: dicts keep insertion order
-            self._latest[camera] = (frame, anomaly_map, document)
-            while len(self._latest) > self.max_cameras:
-                del self._latest[next(iter(self._latest))]
-
-    def latest(self, camera: str) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]] | None:
-        with self._lock:
-            return self._latest.get(camera)
-
-    def cameras(self) -> list[str]:
-        with self._lock:
-            return sorted(self._latest)
 
 
 class InspectionService:

@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.bus import MAX_UNKNOWN_CAMERAS, FrameSender
-from inspector.inspection import DEMO_MODEL, InspectionService
-from inspector.inspection.service import Preview
+from inspector.inspection import DEMO_MODEL, InspectionService, Preview
 from inspector.model import Detector
 from tests.conftest import make_endpoint
 from tests.inspection.test_pipeline import _Collect, _config
