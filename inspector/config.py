@@ -1,21 +1,27 @@
+# Kept whole: one schema; the sections, their checks and the loading that runs them read together.
 """The one configuration file: TOML in, validated typed objects out.
 
 Every key is checked at start-up. Unknown keys and bad values become one
 ``key.path: reason`` line each, gathered into a single ``ConfigError``, so an
-integrator fixes the whole file in one pass. Relative paths are resolved against
-the directory of the config file. Paths and secrets may be overridden from the
-environment: ``INSPECTOR__STORAGE__ROOT=/data`` sets ``storage.root`` and
-``INSPECTOR__CAMERAS__0__URL=rtsp://...`` sets ``cameras[0].url``.
+integrator fixes the whole file in one pass. With ``runnable=True`` (``inspector
+run`` and ``inspector check-config``) the same pass also checks what running
+needs on this box: a model that loads, camera folders and files that exist, a
+store that can be written. Relative paths in a file, defaults included, resolve
+against the file's folder; without a file (embedded defaults) and in environment
+overrides they resolve against the working directory. Paths and secrets may be
+overridden from the environment: ``INSPECTOR__STORAGE__ROOT=/data`` sets
+``storage.root`` and ``INSPECTOR__CAMERAS__0__URL=rtsp://...`` sets ``cameras[0].url``.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -27,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from inspector.errors import ConfigError
+from inspector.errors import ConfigError, InspectorError
 
 ENV_PREFIX = "INSPECTOR__"
 ENDPOINT_SCHEMES = ("inproc://", "ipc://", "tcp://")
@@ -44,6 +50,76 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     value = value.expanduser()
     return value if value.is_absolute() or base is None else (Path(base) / value).resolve()
+
+
+def _runnable(info: ValidationInfo) -> bool:
+    """Whether this validation also checks the box (files, model), as ``inspector run`` needs."""
+    return bool((info.context or {}).get("runnable"))
+
+
+def _path_field(check: Callable[[Path], None]) -> Callable[..., Path | None]:
+    """A path field's validator: resolve the path and, when ``runnable``, ``check`` it."""
+
+    def validate(value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        value = _resolve_path(value, info)
+        if _runnable(info):
+            check(value)
+        return value
+
+    return validate
+
+
+def _existing_folder(path: Path) -> None:
+    if not path.is_dir():
+        raise ValueError(f"{path} {'is not a folder' if path.exists() else 'does not exist'}")
+
+
+def _existing_file(path: Path) -> None:
+    if not path.is_file():
+        raise ValueError(f"{path} {'is not a file' if path.exists() else 'does not exist'}")
+
+
+def _genicam_producer(cti: Path) -> None:
+    _existing_file(cti)
+    if importlib.util.find_spec("harvesters") is None:  # the source needs it only when opened
+        raise ValueError("GenICam cameras need the 'genicam' extra: "
+                         "pip install 'edge-inspector[genicam]'")
+
+
+def _fitted_model(path: Path) -> None:
+    _existing_folder(path)
+    from inspector.model import load_model  # onnxruntime: only when checking a box
+
+    try:  # the card and the ONNX bytes verified exactly as run loads them
+        load_model(path)
+    except InspectorError as exc:
+        raise ValueError(str(exc)) from None
+
+
+_model_path = _path_field(_fitted_model)
+
+
+def _log_file(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a file")
+    _writable_folder(path.parent)
+
+
+def _writable_folder(folder: Path) -> None:
+    """``folder`` is, or can become, a folder this process writes in (run creates it)."""
+    existing = folder
+    while not existing.exists():  # the nearest existing folder is where the new ones go
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = "is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    else:
+        return
+    where = "" if existing == folder else f"{folder} cannot be created: "
+    raise ValueError(f"{where}{existing} {problem}")
 
 
 def _check_endpoint(value: str) -> str:
@@ -91,7 +167,7 @@ class FolderCamera(_CameraBase):
     recursive: bool = True
     loop: bool = True
 
-    _resolve = field_validator("path")(_resolve_path)
+    _resolve = field_validator("path")(_path_field(_existing_folder))
 
 
 class VideoCamera(_CameraBase):
@@ -101,7 +177,7 @@ class VideoCamera(_CameraBase):
     path: Path
     loop: bool = True
 
-    _resolve = field_validator("path")(_resolve_path)
+    _resolve = field_validator("path")(_path_field(_existing_file))
 
 
 class DeviceCamera(_CameraBase):
@@ -156,7 +232,7 @@ class GenICamCamera(_CameraBase):
     serial: str | None = None  # which camera; None takes the first one found
     timeout_ms: Annotated[int, Field(gt=0)] = 1000
 
-    _resolve = field_validator("cti")(_resolve_path)
+    _resolve = field_validator("cti")(_path_field(_genicam_producer))
 
 
 CameraConfig = Annotated[
@@ -178,12 +254,23 @@ class BusConfig(_Strict):
 
     @field_validator("frames", "results", "triggers")
     @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        return None if value is None else _check_endpoint(value)
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        _check_endpoint(value)
+        # run binds all three; ZeroMQ cannot bind an ipc socket in a missing folder
+        # ("@name" is Linux's abstract namespace, no file at all).
+        socket = value.removeprefix("ipc://")
+        if _runnable(info) and socket != value and not socket.startswith("@"):
+            folder = Path(socket).parent
+            if not folder.is_dir():
+                raise ValueError(f"the folder of {value}, {folder}, does not exist")
+        return value
 
 
 class ModelConfig(_Strict):
-    path: Path | None = None  # a fitted model directory (model.onnx + card.json)
+    # A fitted model directory (model.onnx + card.json). validate_default: run needs one.
+    path: Path | None = Field(None, validate_default=True)
     # Threads inside one model run; 0: the CPU's cores shared out among the inspection
     # workers (all of them with one worker)
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
@@ -192,7 +279,21 @@ class ModelConfig(_Strict):
     @field_validator("path")
     @classmethod
     def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else _resolve_path(value, info)
+        if value is None and _runnable(info):
+            raise ValueError("required key is missing: inspection needs a fitted model folder")
+        return _model_path(value, info)
+
+    @field_validator("providers")
+    @classmethod
+    def _available(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if _runnable(info):
+            from inspector.model import plan_threads  # onnxruntime: only when checking a box
+
+            try:  # the providers chosen exactly as the running service chooses them
+                plan_threads(1, 0, value)
+            except InspectorError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class InspectionConfig(_Strict):
@@ -224,14 +325,16 @@ class InspectionConfig(_Strict):
 
 
 class StorageConfig(_Strict):
-    root: Path = Path("var")  # SQLite database and image files live under here
+    # SQLite database and image files live under here. validate_default: the default too
+    # resolves against the config file's folder.
+    root: Path = Field(Path("var"), validate_default=True)
     max_disk_gb: Annotated[float, Field(gt=0)] | None = None  # cap on stored image bytes
     max_disk_percent: Annotated[float, Field(gt=0, le=100)] | None = 90.0  # of the filesystem
     keep_days: Annotated[float, Field(gt=0)] | None = None  # unlabeled passes older go
     pass_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1  # passes whose images are kept
     protect_recent_rejects_hours: Annotated[float, Field(ge=0)] = 24.0
 
-    _resolve = field_validator("root")(_resolve_path)
+    _resolve = field_validator("root")(_path_field(_writable_folder))
 
 
 class WebConfig(_Strict):
@@ -255,10 +358,7 @@ class LoggingConfig(_Strict):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("file")
-    @classmethod
-    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else _resolve_path(value, info)
+    _resolve = field_validator("file")(_path_field(_log_file))
 
 
 class Config(_Strict):
@@ -272,18 +372,17 @@ class Config(_Strict):
     web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
 
-    @field_validator("cameras")
-    @classmethod
-    def _unique_ids(cls, cameras: list[Any]) -> list[Any]:
-        seen: set[str] = set()
-        for camera in cameras:
-            if camera.id in seen:
-                raise ValueError(f"camera id {camera.id!r} is used twice")
-            seen.add(camera.id)
-        return cameras
+
+# Every section, validated even when the file leaves it out, so that its defaults resolve
+# against the file's folder and get checked too.
+_SECTIONS = tuple(name for name in Config.model_fields if name != "cameras")
+_CAMERA_MODELS = (FolderCamera, VideoCamera, DeviceCamera, StreamCamera, SyntheticCamera,
+                  GenICamCamera)
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None, runnable: bool = False
+) -> Config:
     """Read, override from the environment, and validate one TOML config file."""
     path = Path(path)
     try:
@@ -294,7 +393,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError([f"cannot read: {exc}"], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
-    return parse_config(data, base_dir=path.parent.resolve(), environ=environ, source=str(path))
+    return parse_config(data, path.parent.resolve(), environ, str(path), runnable)
 
 
 def parse_config(
@@ -302,31 +401,101 @@ def parse_config(
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     source: str = "config",
+    runnable: bool = False,
 ) -> Config:
-    """Validate an already-parsed config mapping (``environ`` defaults to ``os.environ``)."""
-    data = apply_env_overrides(data, os.environ if environ is None else environ, source)
+    """Validate an already-parsed config mapping (``environ`` defaults to ``os.environ``).
+
+    ``base_dir`` is the config file's folder; without one relative paths stay relative to the
+    working directory. ``runnable`` adds the checks of ``check_runnable`` to the same pass.
+    """
+    data, problems = _override(data, os.environ if environ is None else environ)
+    return _validate(data, {"base_dir": base_dir, "runnable": runnable}, source, problems)
+
+
+def check_runnable(config: Config) -> list[str]:
+    """Every problem ``inspector run`` would meet at start on this box, one ``key.path:
+    reason`` line each: no camera, no model or one that does not load, an unavailable
+    execution provider, camera folders and files that do not exist, a store or log folder
+    that cannot be written, a missing ipc socket folder. Empty when it can run."""
     try:
-        return Config.model_validate(data, context={"base_dir": base_dir})
+        _validate(config.model_dump(), {"base_dir": None, "runnable": True}, "config")
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def _validate(
+    data: dict[str, Any], context: dict[str, Any], source: str, env_problems: Sequence[str] = ()
+) -> Config:
+    """The one validation pass: every problem, from every stage, in one ``ConfigError``."""
+    data = {name: {} for name in _SECTIONS} | data
+    problems = list(env_problems)
+    try:
+        config = Config.model_validate(data, context=context)
     except ValidationError as exc:
+        problems += map(_describe, exc.errors())
+    problems += _camera_list_problems(data, context["runnable"])
+    if problems:
         # dict.fromkeys: one line per distinct problem, in order
-        raise ConfigError(list(dict.fromkeys(map(_describe, exc.errors()))), source) from None
+        raise ConfigError(list(dict.fromkeys(problems)), source)
+    return config
+
+
+def _camera_list_problems(data: dict[str, Any], runnable: bool) -> list[str]:
+    """What no one camera's validation sees: an id used twice and, to run, no camera at all.
+    Read from the raw list, so it comes out together with the cameras' own problems."""
+    cameras = data.get("cameras", [])
+    if not isinstance(cameras, list):
+        return []  # validation says so
+    if runnable and not cameras:
+        return ["cameras: no camera configured"]
+    first: dict[str, int] = {}
+    problems = []
+    for index, camera in enumerate(cameras):
+        camera_id = camera.get("id") if isinstance(camera, dict) else None
+        if isinstance(camera_id, str) and camera_id in first:
+            problems.append(f"cameras[{index}].id: camera id {camera_id!r} is used twice "
+                            f"(also by cameras[{first[camera_id]}])")
+        elif isinstance(camera_id, str):
+            first[camera_id] = index
+    return problems
 
 
 def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], source: str) -> dict:
     """Return a copy of ``data`` with every ``INSPECTOR__A__B=value`` applied as ``a.b = value``."""
+    data, problems = _override(data, environ)
+    if problems:
+        raise ConfigError(problems, source)
+    return data
+
+
+def _override(data: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict, list[str]]:
     data = _deep_copy(data)
     problems = []
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         keys = [key.lower() for key in name[len(ENV_PREFIX) :].split("__")]
+        if _is_path_key(keys) and not Path(value).expanduser().is_absolute():
+            # Whoever sets the variable means the working directory, not the file's folder.
+            value = str(Path(value).resolve())
         try:
             _set_path(data, keys, value)
         except (KeyError, IndexError, TypeError) as exc:
             problems.append(f"{name}: cannot set {'.'.join(keys)} ({exc})")
-    if problems:
-        raise ConfigError(problems, source)
-    return data
+    return data, problems
+
+
+def _is_path_key(keys: list[str]) -> bool:
+    """Whether ``keys`` (``storage.root``, ``cameras.0.path``, ...) name a path field."""
+    if len(keys) == 3 and keys[0] == "cameras":
+        models: tuple[Any, ...] = _CAMERA_MODELS
+    elif len(keys) == 2 and keys[0] in _SECTIONS:
+        models = (Config.model_fields[keys[0]].annotation,)
+    else:
+        return False
+    fields = [model.model_fields[keys[-1]] for model in models if keys[-1] in model.model_fields]
+    return any(f.annotation is Path or Path in get_args(f.annotation) for f in fields)
 
 
 def _deep_copy(value: Any) -> Any:
@@ -359,9 +528,7 @@ def _set_path(node: Any, keys: list[str], value: str) -> None:
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     models: list[type[BaseModel]] = [Config, WatchdogConfig, BusConfig, ModelConfig]
-    models += [InspectionConfig, StorageConfig, WebConfig, LoggingConfig]
-    models += [FolderCamera, VideoCamera, DeviceCamera]
-    models += [StreamCamera, SyntheticCamera, GenICamCamera]
+    models += [InspectionConfig, StorageConfig, WebConfig, LoggingConfig, *_CAMERA_MODELS]
     for model in models:
         names.update(model.model_fields)
     return names

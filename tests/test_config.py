@@ -11,6 +11,7 @@ from inspector.config import (
     FolderCamera,
     StreamCamera,
     SyntheticCamera,
+    check_runnable,
     load_config,
     parse_config,
 )
@@ -18,6 +19,7 @@ from inspector.errors import ConfigError
 from tests.conftest import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "inspector.example.toml"
+DEMO_MODEL = REPO_ROOT / "models" / "demo"
 
 
 def folder(**extra: object) -> dict:
@@ -58,7 +60,7 @@ def test_empty_config_gives_defaults() -> None:
         ({"cameras": [{"id": "a", "type": "folder"}]}, "cameras[0].path", "required"),
         ({"cameras": [{"id": "a", "type": "lidar"}]}, "cameras[0].type", "unknown camera type"),
         ({"cameras": [{"id": "a"}]}, "cameras[0]", "needs a 'type' key"),
-        ({"cameras": [folder(), folder()]}, "cameras", "used twice"),
+        ({"cameras": [folder(), folder()]}, "cameras[1].id", "used twice (also by cameras[0])"),
         ({"cameras": {"id": "a"}}, "cameras", "valid list"),
         (
             {"cameras": [folder(watchdog={"backoff_initial_s": 5, "backoff_max_s": 1})]},
@@ -187,5 +189,146 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert sorted(lines) == [
         f"{bad}: cameras[0].fps: Input should be greater than 0 (got -1)",
         f"{bad}: cameras[0].path: required key is missing",
+        f"{bad}: model.path: required key is missing: inspection needs a fitted model folder",
         f"{bad}: web.port: Input should be greater than or equal to 0 (got -1)",
     ]
+
+
+def test_duplicate_ids_are_reported_with_the_other_problems() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"cameras": [folder(fps=0), folder(), folder(id="b", fps=0)]}, environ={})
+    keys = [problem.split(":")[0] for problem in caught.value.problems]
+    assert sorted(keys) == ["cameras[0].fps", "cameras[1].id", "cameras[2].fps"]
+
+
+# ---- runnable: what `inspector run` needs on this box, checked in the same pass ----------
+
+
+def runnable(tmp_path: Path, **sections: object) -> dict:
+    """A config `run` accepts, with ``sections`` replaced."""
+    (tmp_path / "images").mkdir(exist_ok=True)
+    data = {"cameras": [folder()], "model": {"path": str(DEMO_MODEL)}, "storage": {"root": "var"}}
+    return {**data, **sections}
+
+
+def test_a_runnable_config_passes(tmp_path: Path) -> None:
+    config = parse_config(runnable(tmp_path), base_dir=tmp_path, environ={}, runnable=True)
+    assert check_runnable(config) == []
+    assert not (tmp_path / "var").exists()  # checking creates nothing
+
+
+@pytest.mark.parametrize(
+    ("sections", "line"),
+    [
+        ({"model": {}}, "model.path: required key is missing"),
+        ({"model": {"path": "absent"}}, "model.path: {tmp}/absent does not exist"),
+        ({"model": {"path": "images"}}, "model.path: {tmp}/images: no card.json"),
+        ({"model": {"path": str(DEMO_MODEL), "providers": ["nope"]}},
+         "model.providers: execution provider 'nope' is not available"),
+        ({"cameras": []}, "cameras: no camera configured"),
+        ({"cameras": [folder(path="absent")]}, "cameras[0].path: {tmp}/absent does not exist"),
+        ({"cameras": [folder(path="images/x.png")]}, "cameras[0].path: {tmp}/images/x.png"),
+        ({"cameras": [{"id": "v", "type": "video", "path": "a.mp4"}]},
+         "cameras[0].path: {tmp}/a.mp4 does not exist"),
+        ({"cameras": [{"id": "g", "type": "genicam", "cti": "p.cti"}]},
+         "cameras[0].cti: {tmp}/p.cti does not exist"),
+        ({"storage": {"root": "images/file/var"}},
+         "storage.root: {tmp}/images/file/var cannot be created: {tmp}/images/file is not a"),
+        ({"logging": {"file": "images"}}, "logging.file: {tmp}/images is a folder"),
+        ({"bus": {"frames": "ipc://{tmp}/absent/frames.sock"}},
+         "bus.frames: the folder of ipc://{tmp}/absent/frames.sock, {tmp}/absent, does not exist"),
+    ],
+)
+def test_runnable_names_the_key_of_what_run_would_fail_on(
+    tmp_path: Path, sections: dict, line: str
+) -> None:
+    data = runnable(tmp_path, **sections)
+    (tmp_path / "images" / "file").write_text("a file where a folder should be")
+    data["bus"] = {k: v.replace("{tmp}", str(tmp_path)) for k, v in data.get("bus", {}).items()}
+    assert parse_config(data, base_dir=tmp_path, environ={})  # the schema alone is content
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, base_dir=tmp_path, environ={}, runnable=True)
+    assert len(caught.value.problems) == 1, caught.value.problems
+    assert caught.value.problems[0].startswith(line.replace("{tmp}", str(tmp_path)))
+    # The same lines whichever way the checks are asked for.
+    config = parse_config(data, base_dir=tmp_path, environ={})
+    assert check_runnable(config) == caught.value.problems
+
+
+def test_check_config_reports_everything_run_needs_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "inspector.toml"
+    path.write_text(
+        '[[cameras]]\nid = "a"\ntype = "folder"\npath = "missing"\nfps = -1\n'
+        '[[cameras]]\nid = "a"\ntype = "synthetic"\n'
+    )
+    assert main(["check-config", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert sorted(lines) == sorted(f"{path}: {line}" for line in [
+        "cameras[0].fps: Input should be greater than 0 (got -1)",
+        f"cameras[0].path: {tmp_path}/missing does not exist",
+        "model.path: required key is missing: inspection needs a fitted model folder",
+        "cameras[1].id: camera id 'a' is used twice (also by cameras[0])",
+    ])
+
+
+# ---- where relative paths point -----------------------------------------------------------
+
+
+def test_paths_in_a_file_resolve_against_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    conf.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # started from another folder
+    path = conf / "inspector.toml"
+    path.write_text(
+        '[[cameras]]\nid = "f"\ntype = "folder"\npath = "images"\n'
+        '[[cameras]]\nid = "v"\ntype = "video"\npath = "line.mp4"\n'
+        '[[cameras]]\nid = "g"\ntype = "genicam"\ncti = "vendor/producer.cti"\n'
+        '[model]\npath = "models/m"\n[logging]\nfile = "logs/inspector.log"\n'
+    )  # no [storage]: its default root is a relative path too
+    config = load_config(path, environ={})
+    assert [cam.path for cam in config.cameras[:2]] == [conf / "images", conf / "line.mp4"]
+    assert config.cameras[2].cti == conf / "vendor" / "producer.cti"
+    assert config.model.path == conf / "models" / "m"
+    assert config.logging.file == conf / "logs" / "inspector.log"
+    assert config.storage.root == conf / "var"
+
+
+def test_paths_from_the_environment_resolve_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf, work = tmp_path / "conf", tmp_path / "work"
+    conf.mkdir()
+    work.mkdir()
+    monkeypatch.chdir(work)
+    path = conf / "inspector.toml"
+    path.write_text('[[cameras]]\nid = "f"\ntype = "folder"\npath = "images"\n')
+    environ = {
+        "INSPECTOR__STORAGE__ROOT": "data",
+        "INSPECTOR__MODEL__PATH": "models/m",
+        "INSPECTOR__CAMERAS__0__PATH": "replay",
+        "INSPECTOR__LOGGING__FILE": "inspector.log",
+        "INSPECTOR__WEB__SECRET_KEY": "not/a/path",  # strings stay as given
+    }
+    config = load_config(path, environ=environ)
+    assert config.storage.root == work / "data"
+    assert config.model.path == work / "models" / "m"
+    assert config.cameras[0].path == work / "replay"
+    assert config.logging.file == work / "inspector.log"
+    assert config.web.secret_key == "not/a/path"
+    absolute = load_config(path, environ={"INSPECTOR__STORAGE__ROOT": str(tmp_path / "abs")})
+    assert absolute.storage.root == tmp_path / "abs"
+
+
+def test_without_a_file_paths_resolve_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Embedded defaults (inspector demo, tools) have no file: the working directory it is.
+    monkeypatch.chdir(tmp_path)
+    assert parse_config({}, environ={}).storage.root.absolute() == tmp_path / "var"
+    config = parse_config({"model": {"path": "m"}}, environ={})
+    assert config.model.path.absolute() == tmp_path / "m"

@@ -1,4 +1,8 @@
-"""The ``inspector`` command line."""
+"""The ``inspector`` command line.
+
+Building the parser imports none of the heavy code (ONNX, ONNX Runtime, the fitting
+code): each handler imports what it needs, so ``--version`` and ``--help`` answer at once.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector import __version__
-from inspector.config import Config, load_config
+from inspector.config import Config, check_runnable, load_config
 from inspector.errors import ConfigError, InspectorError
 from inspector.logs import setup_logging
 
@@ -43,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"inspector {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    check = commands.add_parser("check-config", help="validate a config file (exit 0 or 2)")
+    check = commands.add_parser(
+        "check-config",
+        help="check a config file and what `run` needs from it here (exit 0 or 2)",
+    )
     check.add_argument("file", type=Path)
     check.set_defaults(handler=_check_config)
 
@@ -90,43 +97,53 @@ def _print_config_errors(exc: ConfigError) -> None:
         print(f"{exc.source}: {problem}", file=sys.stderr)
 
 
-def load_logged_config(path: Path) -> Config:
-    config = load_config(path)
+def load_logged_config(path: Path, runnable: bool = False) -> Config:
+    """Load a config file (``runnable``: with the checks ``run`` needs) and set up logging."""
+    config = load_config(path, runnable=runnable)
     setup_logging(config.logging.level, config.logging.file)
     return config
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    # The very checks `run` makes at start, so the two cannot disagree.
+    config = load_config(args.file, runnable=True)
     print(f"{args.file}: ok ({len(config.cameras)} camera(s))")
     return 0
 
 
-def _capture(args: argparse.Namespace) -> int:
-    from camera.monitor import run_capture
+# The long-running commands install the stop handlers first: a SIGTERM that arrives while
+# they import, load the model or open cameras still stops them cleanly.
 
+
+def _capture(args: argparse.Namespace) -> int:
+    stop = install_stop_handlers()
     config = load_logged_config(args.config)
     if not config.cameras:
         raise ConfigError(["cameras: no camera configured"], str(args.config))
-    stop = install_stop_handlers()
+    from camera.monitor import run_capture
+
     run_capture(config, stop, sys.stdout, args.duration, args.interval)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
+    stop = install_stop_handlers()
+    config = load_logged_config(args.config, runnable=True)
     from inspector.inspection import run_pipeline
 
-    config = load_logged_config(args.config)
-    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval,
-                 web_server=ui_server())
+    run_pipeline(config, stop, sys.stdout, args.duration, args.interval, web_server=ui_server())
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    stop = install_stop_handlers()
     from inspector.inspection import demo_config, run_pipeline
     from inspector.store import Store
 
     config = demo_config(args.store, args.port)
+    problems = check_runnable(config)  # e.g. an installed package without the sample data
+    if problems:
+        raise ConfigError(problems, "demo defaults")
     server = ui_server()
     setup_logging(config.logging.level, config.logging.file)
     print(f"inspector demo: cameras {', '.join(c.id for c in config.cameras)}; "
@@ -136,8 +153,7 @@ def _demo(args: argparse.Namespace) -> int:
         with Store(config.storage.root) as store:
             for role, password in server.demo_users(store):
                 print(f"  sign in as {role:<8} password {password}", flush=True)
-    run_pipeline(config, install_stop_handlers(), sys.stdout, args.duration, args.interval,
-                 web_server=server)
+    run_pipeline(config, stop, sys.stdout, args.duration, args.interval, web_server=server)
     return 0
 
 

@@ -8,17 +8,42 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# The ``inspector fit`` options that are ``FitOptions`` fields of the same name.
+_FIT_OPTIONS = ("backbone", "method", "size", "keep_aspect", "seed", "coreset_ratio",
+                "max_bank", "dims", "search_dims", "candidates", "top_fraction", "auto", "tile",
+                "tile_overlap", "name")
+
+
+class _FitDefault:
+    """An option's default, read from ``FitOptions`` only when help shows it: importing the
+    fitting code (onnx, about a second) to build the parser would slow every command."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        from inspector.fitting import FitOptions
+
+        return str(getattr(FitOptions(), self.name))
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options the user gave; the rest keep ``FitOptions``' defaults."""
+    return {name: getattr(args, name) for name in names
+            if not isinstance(getattr(args, name), _FitDefault)}
+
 
 def add_model_commands(commands: Any) -> None:
-    from inspector.fitting import FitOptions
-
-    defaults = FitOptions()
+    defaults = argparse.Namespace(
+        **{name: _FitDefault(name) for name in (*_FIT_OPTIONS, "quantile", "margin")})
     fit = commands.add_parser("fit", help="fit a model from good images (MVTec-AD train/good)")
     fit.add_argument("--images", type=Path, required=True, help="folder of good images")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     fit.add_argument("--backbone", default=defaults.backbone)
     fit.add_argument("--method", choices=["patchcore", "padim"], default=defaults.method)
-    fit.add_argument("--size", type=int, default=defaults.size, help="model input side, pixels")
+    fit.add_argument("--size", type=int, default=defaults.size,
+                     help="model input side, pixels (default: half the frames' shorter side, "
+                     "256 to 320)")
     fit.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction,
                      default=defaults.keep_aspect,
                      help="shape the model input like the training frames (--size: shorter side)")
@@ -37,7 +62,8 @@ def add_model_commands(commands: Any) -> None:
     fit.add_argument("--auto", action=argparse.BooleanOptionalAction, default=defaults.auto,
                      help="choose what is not given on synthetic defects (--no-auto: fixed "
                      "defaults)")
-    fit.add_argument("--tile", type=int, help="inspect frames as tiles of this many pixels")
+    fit.add_argument("--tile", type=int, default=defaults.tile,
+                     help="inspect frames as tiles of this many pixels")
     fit.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap)
     fit.add_argument("--name", default=defaults.name)
     fit.add_argument("--threads", type=int, default=0, help="0: all cores")
@@ -88,14 +114,7 @@ def _fit(args: argparse.Namespace) -> int:
     from inspector.imaging import list_images
 
     try:
-        options = FitOptions(
-            backbone=args.backbone, method=args.method, size=args.size,
-            keep_aspect=args.keep_aspect, seed=args.seed,
-            coreset_ratio=args.coreset_ratio, max_bank=args.max_bank, dims=args.dims,
-            search_dims=args.search_dims, candidates=args.candidates,
-            top_fraction=args.top_fraction, auto=args.auto,
-            tile=args.tile, tile_overlap=args.tile_overlap, name=args.name, threads=args.threads,
-        )
+        options = FitOptions(**_given(args, *_FIT_OPTIONS), threads=args.threads)
     except ValueError as exc:
         print(f"inspector fit: {exc}", file=sys.stderr)
         return 2
@@ -114,11 +133,15 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from inspector.evaluation import calibrate, defect_images
+    from inspector.fitting import FitOptions
     from inspector.imaging import list_images
 
     defects = defect_images(args.defects) if args.defects else []
-    card = calibrate(args.model, list_images(args.images), defects, args.quantile, args.margin,
-                     args.threads, _progress())
+    defaults = FitOptions()
+    rule = {"quantile": defaults.quantile, "margin": defaults.margin,
+            **_given(args, "quantile", "margin")}
+    card = calibrate(args.model, list_images(args.images), defects, rule["quantile"],
+                     rule["margin"], args.threads, _progress())
     print(json.dumps({"model": str(args.model), **card.threshold.model_dump(mode="json")}))
     return 0
 

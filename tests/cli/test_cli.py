@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -17,7 +20,8 @@ import pytest
 from inspector import __version__
 from tests.conftest import REPO_ROOT, free_tcp_port
 
-INSPECTOR = [sys.executable, "-m", "inspector.cli.commands"]
+INSPECTOR = [sys.executable, "-m", "inspector.cli"]
+HEAVY = ("onnx", "onnxruntime", "inspector.fitting")  # seconds to import; no use to --version
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -60,6 +64,51 @@ def test_no_command_prints_help() -> None:
     assert "check-config" in result.stdout
 
 
+def test_version_and_help_import_nothing_heavy() -> None:
+    code = (
+        "import json, sys\n"
+        "from inspector.cli import main\n"
+        "for argv in (['--version'], ['--help'], []):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(json.dumps(sorted(set({HEAVY!r}) & set(sys.modules))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert f"inspector {__version__}" in result.stdout and "check-config" in result.stdout
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
+def test_fit_help_shows_the_fitting_defaults() -> None:
+    from inspector.fitting import FitOptions
+
+    result = run("calibrate", "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"(default {FitOptions().margin})" in " ".join(result.stdout.split())
+
+
+def test_check_config_and_run_report_the_same_problems(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[[cameras]]\nid = "a"\ntype = "folder"\npath = "absent"\n'
+        '[[cameras]]\nid = "a"\ntype = "synthetic"\n'
+        f'[model]\npath = "{tmp_path / "no-model"}"\n',
+    )
+    checked = run("check-config", str(config))
+    ran = run("run", "--config", str(config), "--duration", "1")
+    assert (checked.returncode, ran.returncode) == (2, 2), ran.stdout
+    lines = sorted(checked.stderr.splitlines())
+    assert lines == sorted(f"{config}: {line}" for line in [
+        f"cameras[0].path: {tmp_path}/absent does not exist",
+        "cameras[1].id: camera id 'a' is used twice (also by cameras[0])",
+        f"model.path: {tmp_path}/no-model does not exist",
+    ])
+    assert sorted(ran.stderr.splitlines()) == lines
+
+
 @pytest.mark.parametrize("transport", ["inproc", "tcp"])
 def test_capture_accounts_for_every_frame(
     tmp_path: Path, image_folder: Path, transport: str
@@ -88,32 +137,51 @@ def test_capture_accounts_for_every_frame(
     assert "skipped unreadable image" in result.stderr
 
 
+def _read_lines(stream: TextIO) -> queue.Queue[str | None]:
+    """The lines of ``stream`` as they come, then None: waited for with a timeout, never a
+    blocking read that would hang the test when the child hangs."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
 def test_capture_stops_cleanly_on_sigterm(tmp_path: Path, image_folder: Path) -> None:
     config = write_config(
         tmp_path, f'[[cameras]]\nid = "cam1"\ntype = "folder"\npath = "{image_folder}"\nfps = 50\n'
     )
-    process = subprocess.Popen(
-        [*INSPECTOR, "capture", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    stderr = tmp_path / "stderr.txt"  # a file: a pipe nobody reads could fill and stall it
+    with stderr.open("w") as errors:
+        process = subprocess.Popen(
+            [*INSPECTOR, "capture", "--config", str(config), "--interval", "0.2"],
+            stdout=subprocess.PIPE, stderr=errors, text=True, cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    stdout = []
     try:
-        # Signal only once the camera runs (the stop handlers are installed before it
-        # opens), however slowly a loaded machine starts the process.
-        for line in iter(process.stderr.readline, ""):  # "" once the process has ended
-            if "opened" in line:
+        # Signal once the child says frames flow: its report lines come from the capture
+        # loop, which starts after the stop handlers, however slowly a loaded machine runs.
+        lines = _read_lines(process.stdout)
+        while True:
+            line = lines.get(timeout=60)
+            assert line is not None, f"capture ended early: {stderr.read_text()}"
+            stdout.append(line)
+            if re.search(r"cam1 .* captured [1-9]", line):
                 break
-        assert process.poll() is None, "capture ended before it opened its camera"
-        time.sleep(0.5)  # a few frames at 50 fps
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=15)
+        process.wait(timeout=15)
+        while (line := lines.get(timeout=15)) is not None:
+            stdout.append(line)
     finally:
         process.kill()
-    assert process.returncode == 0, stderr
-    counts = summary_lines(stdout)["cam1"]
+        process.stdout.close()
+    assert process.returncode == 0, stderr.read_text()
+    counts = summary_lines("".join(stdout))["cam1"]
     assert counts["state"] == "stopped"
     assert counts["received"] == counts["published"] > 0
 
