@@ -248,8 +248,11 @@ class BusConfig(_Strict):
     frames: str = "inproc://frames"  # capture PUSH -> inspector PULL
     results: str = "inproc://results"  # inspector PUB -> PLC bridge, UI, ...
     triggers: str | None = None  # software triggers in (JSON {"camera", "part_id"}), bound here
-    send_hwm: Annotated[int, Field(ge=1)] = 4  # frames queued per camera before it drops
-    recv_hwm: Annotated[int, Field(ge=1)] = 16
+    # Frames queued per camera, at the camera and at the inspector. Short on purpose: a
+    # frame that waits in a long queue ages past its latency budget and becomes an error
+    # verdict; with short queues an overloaded box drops new frames at capture (counted).
+    send_hwm: Annotated[int, Field(ge=1)] = 2
+    recv_hwm: Annotated[int, Field(ge=1)] = 2
     max_frame_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
 
     @field_validator("frames", "results", "triggers")

@@ -1,6 +1,8 @@
 """The inspection core and the appliance assembled around it.
 
 - ``service``: frames in, verdicts out: workers, batching, verdicts, fan-out, hot swap
+- ``verdicts``: a frame's outcome, and the verdict as published and recorded
+- ``load``: how busy the workers are, for the capacity alarm
 - ``preview``: each camera's latest frame, map and verdict for the live view (bounded)
 - ``regions``: defect regions (boxes, areas) from an anomaly map
 - ``pipeline``: ``inspector run``: cameras, service, recorder and UI started and stopped in order

@@ -27,9 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import zmq
@@ -37,8 +35,10 @@ import zmq
 from inspector.bus import MAX_UNKNOWN_CAMERAS, Frame, FrameReceiver
 from inspector.config import Config, SyntheticCamera
 from inspector.errors import InspectorError
+from inspector.inspection.load import CAPACITY_WINDOW_S, SATURATED, WorkerLoad
 from inspector.inspection.preview import Preview
 from inspector.inspection.regions import find_regions
+from inspector.inspection.verdicts import Result, Verdict
 from inspector.model import (
     Detector,
     LoadedModel,
@@ -72,37 +72,6 @@ def load_detector(config: Config, model: str | Path | LoadedModel) -> Detector:
     return detector
 
 
-@dataclass(frozen=True)
-class _Verdict:
-    """A frame's outcome waiting for its turn to be sent out."""
-
-    frame: Frame
-    prediction: Prediction | None
-    detector: Detector | None
-    latency: dict[str, float]
-    error: str | None
-    counter: str
-    regions: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Result:
-    """One verdict, as published and recorded."""
-
-    record: InspectionRecord
-    rejected_at_output: bool  # what the reject gate does: errors count as rejects when fail-safe
-
-    def document(self) -> dict[str, Any]:
-        r = self.record
-        return {
-            "camera": r.camera, "seq": r.seq, "part_id": r.part_id, "verdict": r.verdict,
-            "reject": self.rejected_at_output, "score": r.score, "threshold": r.threshold,
-            "model_sha256": r.model_sha256, "captured_ns": r.captured_ns,
-            "inspected_ns": r.inspected_ns, "latency_ms": r.latency_ms, "regions": r.regions,
-            "error": r.error,
-        }
-
-
 class InspectionService:
     """Receives, inspects and fans out; ``start()``, then ``stop()`` drains and closes."""
 
@@ -133,6 +102,7 @@ class InspectionService:
         self.preview = Preview(len(config.cameras) + MAX_UNKNOWN_CAMERAS)
         self.counts: dict[str, Counter[str]] = {}
         self.faults = 0  # unforeseen failures a worker survived
+        self._load = WorkerLoad()
         self._clock = clock
         self._stop = threading.Event()
         self._drain_quiet_ms = 300
@@ -142,7 +112,7 @@ class InspectionService:
         # parked until their turn, and whether a worker is busy sending them out.
         self._issued: Counter[str] = Counter()
         self._next_out: Counter[str] = Counter()
-        self._parked: dict[str, dict[int, _Verdict]] = {}
+        self._parked: dict[str, dict[int, Verdict]] = {}
         self._sending: set[str] = set()
         self._order_lock = threading.Lock()
         plan = thread_plan(config)
@@ -241,6 +211,18 @@ class InspectionService:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def capacity_alarm(self, window_s: float = CAPACITY_WINDOW_S) -> str | None:
+        """Why the box cannot keep up, judged over the last ``window_s``; None while it can.
+
+        Saturated: the workers waited for frames less than 5% of the time, so frames
+        queue and, the queues being short, cameras drop them at capture.
+        """
+        busy = self._load.busy_share(self.workers, window_s)
+        if busy is not None and busy >= SATURATED:
+            return (f"capacity: inspection busy {busy:.0%} of the last {window_s:.0f} s; "
+                    "frames are dropped at capture")
+        return None
+
     def dead_workers(self) -> list[str]:
         """Workers that ended while the service was not stopping (should be none; each
         survives whatever it meets, but health checks must see it if one does not)."""
@@ -252,8 +234,10 @@ class InspectionService:
         """One worker's loop; its failure boundary: nothing unforeseen ends it."""
         while True:
             try:
+                waited = time.monotonic()
                 with self._receive_lock:
                     batch = self._next_batch()
+                self._load.idle(time.monotonic() - waited)
                 if batch is None:
                     return
                 if batch:
@@ -340,7 +324,7 @@ class InspectionService:
             regions = find_regions(prediction.anomaly_map, prediction.threshold,
                                    self.config.inspection.min_region_px,
                                    self._scales.get(camera))
-        verdict = _Verdict(frame, prediction, detector, latency, error, counter, regions)
+        verdict = Verdict(frame, prediction, detector, latency, error, counter, regions)
         with self._order_lock:
             self._parked.setdefault(camera, {})[ticket] = verdict
             if camera in self._sending:
@@ -363,7 +347,7 @@ class InspectionService:
         with self._order_lock:
             return ticket < self._next_out[camera] or ticket in self._parked.get(camera, {})
 
-    def _send(self, v: _Verdict) -> None:
+    def _send(self, v: Verdict) -> None:
         """Decide, count and fan out one verdict; called in each camera's arrival order."""
         header, prediction, detector, error = v.frame.header, v.prediction, v.detector, v.error
         inspected_ns = self._clock()

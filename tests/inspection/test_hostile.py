@@ -163,3 +163,55 @@ def test_the_preview_keeps_the_most_recently_updated_cameras_only() -> None:
     assert preview.cameras() == ["a", "c"]
 
 
+
+
+def test_overload_drops_at_capture_instead_of_ageing_frames_into_errors(
+    tmp_path: Path, zmq_context: zmq.Context, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A camera far faster than the model: the bounded queues fill, the camera's sends
+    are refused (dropped at capture, counted there), and what is inspected is fresh."""
+    frames = make_endpoint("inproc", tmp_path)
+    config = _config(tmp_path, frames, f"inproc://results-{id(tmp_path)}",
+                     cameras=[{"id": "cam1", "type": "synthetic", "latency_budget_ms": 1500}],
+                     inspection={"workers": 1})
+    detector = Detector.open(DEMO_MODEL, threads=1, providers=("cpu",))
+    predict = detector.predict_batch
+
+    # A model that manages under 10 frames a second: the queues of the old defaults (20
+    # frames) held over 2 s of work, the bounded ones (4 frames) well under the budget.
+    def slow_predict(images):
+        time.sleep(0.1)
+        return predict(images)
+
+    monkeypatch.setattr(detector, "predict_batch", slow_predict)
+    collect = _Collect()
+    service = InspectionService(config, detector, zmq_context, sinks=[collect])
+    service.start()
+    sender = FrameSender(frames, zmq_context, hwm=config.bus.send_hwm)
+    try:
+        sent = dropped = 0
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:  # 200 frames a second
+            if sender.send(GOOD, "cam1", sent + dropped, time.time_ns()):
+                sent += 1
+            else:
+                dropped += 1
+            time.sleep(0.005)
+        alarm = service.capacity_alarm(window_s=1.5)
+        records = collect.wait(sent, timeout_s=60)
+    finally:
+        sender.close()
+        service.stop(drain_quiet_ms=100)
+    assert dropped > sent  # the excess was refused at capture ...
+    stale = [r for r in records if r.verdict == "error"]
+    assert stale == [], stale[0].error  # ... and nothing received aged past its budget
+    assert alarm is not None and alarm.startswith("capacity")  # the box says it is full
+
+
+def test_a_box_that_keeps_up_raises_no_capacity_alarm(running: tuple) -> None:
+    service, _, sender, collect = running
+    for seq in range(5):  # a few frames, far below what the model manages
+        assert sender.send(GOOD, "cam1", seq, time.time_ns())
+        collect.wait(seq + 1)
+        time.sleep(0.25)
+    assert service.capacity_alarm(window_s=1.0) is None
