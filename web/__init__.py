@@ -8,18 +8,41 @@ network beyond the box.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import string
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, redirect, url_for
+from flask import (
+    Flask,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from inspector.config import Config
+from inspector.errors import ConfigError
+from inspector.files import write_atomic
 from inspector.store import Store
+from web.security import LOGIN_MAX_BYTES
+
+logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024  # forms and JSON here are small; anything larger is refused
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SECRET_KEY_HEX = 64  # characters of the generated key: 32 random bytes
 csrf = CSRFProtect()
 
 
@@ -41,12 +64,34 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     app.extensions["store"] = store
     app.extensions["live"] = live
     app.extensions["inspector_config"] = config
+
+    from web import admin, api, auth, live, media, operator, review, security, stats
+
+    app.extensions["login_lockout"] = security.Lockout()
+    app.extensions["login_gate"] = security.HashGate()
+    security.dummy_hash()  # made now, so no sign-in pays for making it
+    # Hooks run in the order registered: who is asking, then refuse bodies from nobody,
+    # then the rate limit, then CSRF (which reads the form), then the view.
+    app.before_request(auth.load_user)
+    app.before_request(_guard_bodies)
+    # The memory store keeps, per client address that posted in the last hour, at most
+    # 100 timestamps: addresses are real TCP peers (a handshake is needed), so its size is
+    # bounded by the hosts that can reach the box, a few KiB each.
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://",
+                      strategy="moving-window")
+    # It logs every refused request at INFO: under a flood, thousands of lines a second.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    app.extensions["login_limiter"] = limiter
     csrf.init_app(app)
 
-    from web import admin, api, auth, live, media, operator, review, stats
-
+    # On the auth blueprint's POSTs (sign-in, sign-out), checked before CSRF reads the form.
+    limiter.limit(security.LOGIN_RATE_PER_ADDRESS, methods=["POST"],
+                  error_message="Too many sign-in attempts from this address; wait a minute.",
+                  )(auth.bp)
     for module in (auth, operator, review, admin, api, media, stats, live):
         app.register_blueprint(module.bp)
+    for code in (413, 429, 503):
+        app.register_error_handler(code, _error_page)
 
     @app.get("/")
     def index():
@@ -71,14 +116,63 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     return app
 
 
+def _guard_bodies() -> Any:
+    """Nobody reads a request body before knowing who sent it: a state-changing request
+    without a signed-in user is answered here, unread. The sign-in form, the one body
+    anyone may send, is held to a few KiB."""
+    if request.endpoint == "auth.login":
+        request.max_content_length = LOGIN_MAX_BYTES
+        return None
+    if request.method in SAFE_METHODS or g.get("user") is not None:
+        return None
+    if request.path.startswith("/api/") or request.path.startswith("/media/"):
+        return jsonify(error="sign in first"), 401
+    return redirect(url_for("auth.login"))
+
+
+def _error_page(error: HTTPException) -> Any:
+    """Refusals people meet (too large, too many, busy) as a page, or JSON under /api/,
+    that says why, with the ``Retry-After`` that tells clients when to come back."""
+    code = error.code or 500
+    if request.path.startswith("/api/"):
+        response = make_response(jsonify(error=error.description), code)
+    else:
+        response = make_response(render_template(
+            "error.html", code=code, title=error.name, message=error.description), code)
+    retry_after = dict(error.get_headers()).get("Retry-After")
+    if isinstance(error, RateLimitExceeded):
+        breached = current_app.extensions["login_limiter"].current_limit
+        reset_at = breached.reset_at if breached is not None else time.time() + 60
+        retry_after = str(max(1, int(reset_at - time.time())))
+    if retry_after:
+        response.headers["Retry-After"] = retry_after
+    return response
+
+
 def _secret_key(root: Path) -> str:
-    """A random key kept beside the store, so sessions survive a restart."""
+    """A random key kept beside the store, so sessions survive a restart. Written
+    atomically; an empty or damaged file (an old non-atomic write cut short) is replaced
+    with a new key, which only signs everyone out."""
     path = root / "web_secret_key"
     root.mkdir(parents=True, exist_ok=True)
+    key: str | None
     try:
-        return path.read_text().strip()
+        key = path.read_bytes().decode("ascii", errors="replace").strip()
     except FileNotFoundError:
-        key = secrets.token_hex(32)
-        path.write_text(key)
-        path.chmod(0o600)
+        key = None
+    except OSError as exc:
+        raise ConfigError([f"web.secret_key: cannot read {path} ({exc}); fix its "
+                           "permissions or set web.secret_key"]) from exc
+    if key is not None and len(key) == SECRET_KEY_HEX and all(
+            c in string.hexdigits for c in key):
         return key
+    if key is not None:
+        logger.warning("%s is empty or damaged; writing a new key (everyone signs in again)",
+                       path)
+    key = secrets.token_hex(SECRET_KEY_HEX // 2)
+    try:
+        write_atomic(path, key.encode("ascii"))  # a new file from mkstemp is mode 0600
+    except OSError as exc:
+        raise ConfigError([f"web.secret_key: cannot write {path} ({exc}); make "
+                           f"{root} writable or set web.secret_key"]) from exc
+    return key

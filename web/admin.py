@@ -80,6 +80,7 @@ def create_user() -> Any:
     except ValueError as exc:
         flash(str(exc))
     else:
+        current_app.extensions["login_lockout"].clear(name)  # a new password, a fresh start
         flash(f"User {name} ({role}) created; password: {password}")
     return redirect(url_for("admin.home"))
 

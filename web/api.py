@@ -15,12 +15,17 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 
 from inspector.store import VERDICTS, SearchFilters
 from web.auth import login_required
+from web.params import MAX_OFFSET, SQLITE_INT_MAX, float_arg, int_arg
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_PAGE = 500
 MAX_NOTE = 1000
 QUEUE_SIZE = 24
+MAX_SINCE_HOURS = 24 * 366 * 100.0  # a century: "everything", still a finite time
+# A spreadsheet opening labels.csv runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), +cmd|...); a leading quote makes it plain text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _store():
@@ -42,31 +47,22 @@ def row_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def filters_from(args: Any) -> SearchFilters:
     """Filters from query parameters; a bad value is a 400, not a 500."""
-
-    def number(key: str, kind: type) -> Any:
-        value = args.get(key, "")
-        if value == "":
-            return None
-        try:
-            return kind(value)
-        except ValueError:
-            abort(400, f"{key} must be a number")
-
     verdict = args.get("verdict") or None
     if verdict is not None and verdict not in VERDICTS:
         abort(400, f"verdict must be one of {', '.join(VERDICTS)}")
     label = args.get("label") or None
     if label is not None and label not in ("good", "defect", "none"):
         abort(400, "label must be good, defect or none")
-    since_h = number("since_hours", float)
+    since_h = float_arg(args, "since_hours", None, 0.0, MAX_SINCE_HOURS)
     view = args.get("view", "")
+    after_id = args.get("after_id", "")
     return SearchFilters(
         camera=(args.get("camera") or None), verdict=verdict, label=label,
-        min_score=number("min_score", float), max_score=number("max_score", float),
+        min_score=float_arg(args, "min_score", None), max_score=float_arg(args, "max_score", None),
         since_ns=None if since_h is None else time.time_ns() - int(since_h * 3.6e12),
         model=(args.get("model") or None), disagreements=view == "disagreements",
         order="closeness" if view == "disagreements" else "newest",
-        after_id=number("after_id", int),
+        after_id=None if after_id == "" else int_arg(args, "after_id", 0, 0, SQLITE_INT_MAX),
     )
 
 
@@ -74,8 +70,8 @@ def filters_from(args: Any) -> SearchFilters:
 @login_required()
 def inspections() -> Any:
     filters = filters_from(request.args)
-    limit = min(MAX_PAGE, max(1, request.args.get("limit", 50, type=int)))
-    offset = max(0, request.args.get("offset", 0, type=int))
+    limit = int_arg(request.args, "limit", 50, 1, MAX_PAGE)
+    offset = int_arg(request.args, "offset", 0, 0, MAX_OFFSET)
     rows = _store().search(filters, limit, offset)
     return jsonify(items=[row_json(r) for r in rows], total=_store().search_count(filters))
 
@@ -102,6 +98,12 @@ def _apply_label(inspection_id: int, body: dict[str, Any]) -> dict[str, Any]:
         abort(400, "defect_type must be one of the configured types, on a defect label")
     if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
         abort(400, f"note must be text of at most {MAX_NOTE} characters")
+    # The role rule: an operator's one tap confirms or overrides the machine's verdict, and
+    # may correct an operator's label; a label from QA or an admin (or from a user since
+    # removed) is reviewed truth the re-fit learns from, and only QA or an admin changes it.
+    if role == "operator" and _store().label_author_role(inspection_id) not in (None,
+                                                                                  "operator"):
+        abort(409, "this sample was labeled by QA; ask QA to change it")
     try:
         _store().add_label(inspection_id, label, g.user["name"], defect_type, note)
     except KeyError:
@@ -133,6 +135,13 @@ def bulk_label() -> Any:
 EXPORT_LIMIT = 10_000
 
 
+def plain_cell(value: Any) -> Any:
+    """Text a spreadsheet shows as text: one that would start a formula gets a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 @bp.get("/export.zip")
 @login_required("qa")
 def export() -> Any:
@@ -160,9 +169,10 @@ def export() -> Any:
                 except OSError:
                     name = ""  # deleted meanwhile: the row still goes into the table
             item = row_json(row)
-            writer.writerow([row["id"], row["camera"], row["seq"], row["part_id"], item["time"],
-                             row["verdict"], row["score"], row["threshold"], row["label"],
-                             row["defect_type"], name])
+            writer.writerow([plain_cell(v) for v in (
+                row["id"], row["camera"], row["seq"], row["part_id"], item["time"],
+                row["verdict"], row["score"], row["threshold"], row["label"],
+                row["defect_type"], name)])
         archive.writestr("labels.csv", table.getvalue())
     store.audit("export", {"rows": len(rows), "filters": request.args.to_dict()},
                 g.user["name"])
@@ -208,8 +218,7 @@ def accounting() -> Any:
 @bp.get("/audit")
 @login_required("admin")
 def audit() -> Any:
-    return jsonify(items=_store().audit_log(min(MAX_PAGE, request.args.get("limit", 200,
-                                                                          type=int))))
+    return jsonify(items=_store().audit_log(int_arg(request.args, "limit", 200, 1, MAX_PAGE)))
 
 
 _today_lock = threading.Lock()
@@ -238,5 +247,6 @@ def _live_cameras() -> list[str]:
 
 @bp.errorhandler(400)
 @bp.errorhandler(404)
+@bp.errorhandler(409)
 def json_error(error: Any) -> Any:
     return jsonify(error=error.description), error.code

@@ -1,8 +1,16 @@
-"""Login, logout, roles. Passwords are hashed with Werkzeug's maintained scrypt/pbkdf2."""
+"""Login, logout, roles. Passwords are hashed with Werkzeug's maintained scrypt/pbkdf2.
+
+A session names its user and the user's session generation when it was signed in; it is
+honoured only while that generation is current, so signing out (or a password reset) ends
+it on the server, not just in the browser that asked. Sign-in is guarded by
+``web.security``: a per-address rate limit, a lockout per user name, one password check
+at a time, and the same hash cost for unknown names as for known ones.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -20,12 +28,15 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from inspector.store import Store
+from web.security import BUSY_RETRY_S, Busy, HashGate, Lockout, dummy_hash, safe_next
 
 ROLES = ("operator", "qa", "admin")
 bp = Blueprint("auth", __name__)
+logger = logging.getLogger(__name__)
 
 
 def hash_password(password: str) -> str:
@@ -43,15 +54,19 @@ def add_user(store: Store, name: str, role: str, password: str | None = None) ->
     return password
 
 
-@bp.before_app_request
 def load_user() -> None:
-    name = session.get("user")
+    """The signed-in user as ``g.user``, or None. ``create_app`` runs it before every other
+    hook, so the body and CSRF guards know who is asking."""
     g.user = None
-    if name:
-        user = current_app.extensions["store"].get_user(name)
-        if user and not user["disabled"]:
-            g.user = user
-            session.permanent = True  # refreshed each request: the idle timeout restarts
+    name = session.get("user")
+    if not name:
+        return
+    user = current_app.extensions["store"].get_user(name)
+    if user and not user["disabled"] and session.get("epoch") == user["session_epoch"]:
+        g.user = user
+        session.permanent = True  # refreshed each request: the idle timeout restarts
+    else:
+        session.clear()  # signed out elsewhere, reset or disabled: this cookie is done
 
 
 def login_required(*roles: str) -> Callable:
@@ -78,21 +93,47 @@ def login() -> Any:
     if request.method == "POST":
         name = request.form.get("username", "")[:64]
         password = request.form.get("password", "")[:256]
+        lockout: Lockout = current_app.extensions["login_lockout"]
+        wait = lockout.retry_after(name)
+        if wait:
+            raise _locked(wait)
         user = current_app.extensions["store"].get_user(name)
-        if user and not user["disabled"] and check_password_hash(user["password_hash"], password):
+        gate: HashGate = current_app.extensions["login_gate"]
+        try:
+            with gate.turn():
+                # Unknown names are checked against a dummy hash: the same cost either way.
+                matches = check_password_hash(user["password_hash"] if user else dummy_hash(),
+                                              password)
+        except Busy:
+            raise TooManyRequests("Many sign-ins are being checked right now; try again in a "
+                                  "moment.", retry_after=BUSY_RETRY_S) from None
+        if matches and user is not None and not user["disabled"]:
+            lockout.clear(name)
             session.clear()
             session["user"] = user["name"]
+            session["epoch"] = user["session_epoch"]
             session.permanent = True
-            target = request.args.get("next", "")
-            # Only local paths: never bounce a signed-in user to another site.
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("index")
-            return redirect(target)
+            return redirect(safe_next(request.args.get("next")) or url_for("index"))
+        locked = lockout.failed(name)
+        if locked:
+            # Once per lock, not per attempt: a flood must not flood the log too.
+            logger.warning("sign-in for %r locked for %d s after repeated wrong passwords "
+                           "(the last from %s)", name, locked, request.remote_addr)
+            raise _locked(locked)
         flash("Wrong user name or password.")
     return render_template("login.html")
 
 
+def _locked(seconds: float) -> TooManyRequests:
+    minutes = max(1, round(seconds / 60))
+    return TooManyRequests(f"Too many wrong passwords for this user name. Try again in "
+                           f"{minutes} minute{'s' if minutes > 1 else ''}, or ask an admin "
+                           f"to reset the password.", retry_after=int(seconds) + 1)
+
+
 @bp.post("/logout")
 def logout() -> Any:
+    if g.user is not None:
+        current_app.extensions["store"].end_sessions(g.user["name"])
     session.clear()
     return redirect(url_for("auth.login"))

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 from inspector.store import VERDICTS
 from web.api import filters_from, row_json
 from web.auth import login_required
+from web.params import MAX_OFFSET, int_arg
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 PAGE = 60
@@ -19,7 +20,7 @@ PAGE = 60
 def grid() -> Any:
     store = current_app.extensions["store"]
     filters = filters_from(request.args)
-    page = max(0, request.args.get("page", 0, type=int))
+    page = int_arg(request.args, "page", 0, 0, MAX_OFFSET // PAGE)
     rows = store.search(filters, PAGE, page * PAGE)
     return render_template(
         "review.html", items=[row_json(r) for r in rows], total=store.search_count(filters),

@@ -10,10 +10,50 @@ from waitress.server import create_server
 
 from inspector.config import Config
 from inspector.store import Store
-from web import create_app
+from web import MAX_REQUEST_BYTES, create_app
 from web.auth import ROLES, add_user
+from web.live import MAX_STREAMS
+from web.security import HASH_CONCURRENCY, HASH_WAITING
 
 logger = logging.getLogger(__name__)
+
+# Worker threads: the live streams and the sign-ins waiting for a password check may each
+# hold one for long; five more keep pages and the panel's polling answering meanwhile.
+THREADS = MAX_STREAMS + HASH_CONCURRENCY + HASH_WAITING + 5
+# Open connections. A box serves a few panels and desks, each browser up to 6 connections;
+# 200 file descriptors sit well inside the default limit of 1024 that the store, ZeroMQ
+# and cameras share. Idle ones are closed quickly (below), so filling this takes
+# an attacker keeping every one of them busy, not just opening them.
+CONNECTION_LIMIT = 200
+# A keep-alive connection with no request for this long is closed. The panel polls every
+# 2 s, so its connection never idles this long; a browser reopens one unnoticed.
+CHANNEL_TIMEOUT_S = 15
+CLEANUP_INTERVAL_S = 5  # how often idle connections are looked for
+# Request line and headers: a filtered URL and the session cookie take a few KiB.
+MAX_HEADER_BYTES = 32 * 1024
+# Output queued per connection before the worker waits for the client to read: a viewer
+# that stops reading stalls its own stream there instead of growing memory.
+OUTBUF_HIGH_WATERMARK = 4 * 2**20
+
+
+def server_options() -> dict[str, Any]:
+    """waitress's bounds, each stated above with its reason."""
+    return {
+        "threads": THREADS,
+        "connection_limit": CONNECTION_LIMIT,
+        "channel_timeout": CHANNEL_TIMEOUT_S,
+        "cleanup_interval": CLEANUP_INTERVAL_S,
+        "max_request_header_size": MAX_HEADER_BYTES,
+        # waitress refuses a body whose Content-Length reaches this from the headers alone,
+        # before reading any of it (the app refuses the same sizes, but only after).
+        "max_request_body_size": MAX_REQUEST_BYTES + 1,
+        "outbuf_high_watermark": OUTBUF_HIGH_WATERMARK,
+        # Keep reading a connection while its request runs, so a live viewer that left is
+        # seen at once (``waitress.client_disconnected``) and its stream slot freed.
+        "channel_request_lookahead": 1,
+        "asyncore_use_poll": True,  # select() fails on descriptors above 1024
+        "ident": "inspector",
+    }
 
 
 class WebServer:
@@ -23,7 +63,7 @@ class WebServer:
     def __init__(self, config: Config, store: Store, live: Any = None) -> None:
         self.app = create_app(config, store, live)
         self._server = create_server(self.app, host=config.web.host, port=config.web.port,
-                                     threads=8, ident="inspector")
+                                     **server_options())
         self.url = f"http://{config.web.host}:{self._server.effective_port}/"
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
 

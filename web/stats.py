@@ -9,6 +9,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from web.auth import login_required
+from web.params import float_arg
 
 bp = Blueprint("stats", __name__)
 HISTOGRAM_BINS = 40
@@ -25,7 +26,7 @@ def page() -> Any:
 @login_required()
 def data() -> Any:
     store = current_app.extensions["store"]
-    hours = min(24 * 30, max(0.1, request.args.get("hours", 24, type=float)))
+    hours = float_arg(request.args, "hours", 24.0, 0.1, 24 * 30.0)
     since = time.time_ns() - int(hours * 3.6e12)
     bucket = max(60, int(hours * 3600 / 120))  # about 120 points per line
     timeline: dict[str, dict[int, dict[str, int]]] = {}

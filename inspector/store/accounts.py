@@ -25,15 +25,37 @@ class Accounts:
     _db: Database
 
     def add_user(self, name: str, role: str, password_hash: str) -> None:
-        """Create or replace a user (the password hash comes from the web layer)."""
+        """Create or replace a user (the password hash comes from the web layer). Replacing
+        ends the user's sessions: a reset password must lock out whoever had the old one."""
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO users (name, role, password_hash, created_ns) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET role = excluded.role,"
-                " password_hash = excluded.password_hash, disabled = 0",
+                " password_hash = excluded.password_hash, disabled = 0,"
+                " session_epoch = users.session_epoch + 1",
                 (name, role, password_hash, time.time_ns()),
             )
             append_audit(conn, "user", {"name": name, "role": role}, None)
+
+    def end_sessions(self, name: str) -> int:
+        """End every session of ``name`` (sign-out): its session generation moves on, so
+        cookies issued before stop working. Returns the new generation (0: no such user)."""
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE name = ?",
+                         (name,))
+            row = conn.execute("SELECT session_epoch FROM users WHERE name = ?",
+                               (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def label_author_role(self, inspection_id: int) -> str | None:
+        """The role of whoever gave the inspection's current label: None when unlabeled,
+        ``"unknown"`` when that user no longer exists."""
+        rows = self._db.query(
+            "SELECT l.label, u.role FROM labels l LEFT JOIN users u ON u.name = l.user"
+            " WHERE l.inspection_id = ? ORDER BY l.id DESC LIMIT 1", (inspection_id,))
+        if not rows or rows[0]["label"] == "none":
+            return None
+        return rows[0]["role"] or "unknown"
 
     def get_user(self, name: str) -> dict | None:
         rows = self._db.query("SELECT * FROM users WHERE name = ?", (name,))

@@ -97,8 +97,15 @@ CREATE INDEX inspections_unreviewed ON inspections(inspected_ns)
     WHERE label IS NULL AND verdict IN ('reject', 'error');
 """
 
+# v4 (users): a session generation per user. A session records the one it was signed in
+# under and ends when it changes (sign-out, a new password or role), so a copied cookie
+# stops working after sign-out.
+_SCHEMA_V4 = """
+ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
-    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
+    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

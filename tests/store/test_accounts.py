@@ -1,4 +1,4 @@
-"""Models and the audit log."""
+"""Models, the audit log, users' session generations and who labeled what."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sqlite3
 import pytest
 
 from inspector.store import Store
+
+from .conftest import record
 
 
 def test_models_and_audit_rows(store: Store) -> None:
@@ -20,3 +22,30 @@ def test_models_and_audit_rows(store: Store) -> None:
     assert audit == [("alice", "login", '{"ip":"10.0.0.1"}')]
     with pytest.raises(ValueError):
         store.register_model("cd" * 32, "bad", "{not json")
+
+
+def test_replacing_a_user_or_ending_its_sessions_moves_its_session_generation(
+    store: Store,
+) -> None:
+    store.add_user("alice", "qa", "hash-1")
+    assert store.get_user("alice")["session_epoch"] == 0
+    assert store.end_sessions("alice") == 1  # sign-out
+    store.add_user("alice", "qa", "hash-2")  # a password reset ends sessions too
+    assert store.get_user("alice")["session_epoch"] == 2
+    assert store.end_sessions("nobody") == 0
+    assert [a["action"] for a in store.audit_log()] == ["user", "user"]
+
+
+def test_the_role_behind_the_current_label(store: Store) -> None:
+    [first, second] = store.add_inspections([record(1), record(2)])
+    store.add_user("op", "operator", "h")
+    store.add_user("quinn", "qa", "h")
+    assert store.label_author_role(first) is None  # never labeled
+    store.add_label(first, "good", "op")
+    assert store.label_author_role(first) == "operator"
+    store.add_label(first, "defect", "quinn")
+    assert store.label_author_role(first) == "qa"
+    store.add_label(first, "none", "quinn")  # cleared: nothing to protect
+    assert store.label_author_role(first) is None
+    store.add_label(second, "good", "gone-since")
+    assert store.label_author_role(second) == "unknown"

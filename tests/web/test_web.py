@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from web import create_app
 
-from .webutil import PASSWORDS, filled_store, web_config
+from .webutil import PASSWORDS, FakeLive, filled_store, web_config
+from .webutil import csrf_token as _csrf
+from .webutil import sign_in as login
 
 
 @pytest.fixture
@@ -20,19 +20,6 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     store = filled_store(tmp_path / "store")
     yield create_app(web_config(tmp_path / "store"), store)
     store.close()
-
-
-def _csrf(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-
-
-def login(client: FlaskClient, role: str) -> str:
-    token = _csrf(client)
-    response = client.post("/login", data={"username": role, "password": PASSWORDS[role],
-                                           "csrf_token": token})
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return _csrf(client)  # signing in starts a new session, with a new token
 
 
 @pytest.mark.parametrize("path", ["/panel", "/review/", "/admin/", "/review/1"])
@@ -207,26 +194,7 @@ def test_statistics_summarise_the_store(app: Flask) -> None:
     hist = data["histogram"]
     assert sum(hist["pass"]) == 8 and sum(hist["reject"]) == 4
     assert data["latency"]["cam1"]["p50"] == pytest.approx(5.0)
-    assert client.get("/api/stats?hours=abc").status_code == 200  # falls back to the default
-
-
-class _Live:
-    """The slice of a running InspectionService the live view reads."""
-
-    def __init__(self) -> None:
-        import numpy as np
-
-        from inspector.inspection.demo import DEMO_MODEL
-        from inspector.inspection.service import Preview
-        from inspector.model.detector import Detector
-
-        self.detector = Detector.open(DEMO_MODEL, providers=("cpu",))
-        self.preview = Preview()
-        frame = np.full((64, 64, 3), 120, np.uint8)
-        self.preview.update("cam1", frame, np.ones((64, 64), np.float32), {"seq": 1})
-
-    def accounting(self) -> dict:
-        return {"cam1": {"received": 1, "inspected": 1}}
+    assert client.get("/api/stats?hours=abc").status_code == 400  # garbage is refused
 
 
 def test_live_view_streams_jpeg_frames_and_is_absent_without_a_pipeline(
@@ -236,7 +204,7 @@ def test_live_view_streams_jpeg_frames_and_is_absent_without_a_pipeline(
     login(client, "operator")
     assert "needs the UI inside" in client.get("/live").text
     assert client.get("/live/cam1.mjpg").status_code == 404
-    live_app = create_app(web_config(tmp_path / "store"), app.extensions["store"], _Live())
+    live_app = create_app(web_config(tmp_path / "store"), app.extensions["store"], FakeLive())
     client = live_app.test_client()
     login(client, "operator")
     assert "cam1.mjpg" in client.get("/live").text

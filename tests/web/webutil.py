@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import re
 import time
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import numpy as np
+from flask.testing import FlaskClient
 
 from inspector.config import Config, parse_config
 from inspector.store import InspectionRecord, Store
@@ -45,3 +49,65 @@ def filled_store(root: Path) -> Store:
         pass_sample_rate=1.0,
     )
     return store
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def sign_in(client: FlaskClient, role: str) -> str:
+    """Sign ``client`` in as the user named ``role``; returns the new session's CSRF token."""
+    token = csrf_token(client)
+    response = client.post("/login", data={"username": role, "password": PASSWORDS[role],
+                                           "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return csrf_token(client)  # signing in starts a new session, with a new token
+
+
+class FakeLive:
+    """The slice of a running InspectionService the live view reads: one camera whose
+    frame never changes."""
+
+    def __init__(self) -> None:
+        from inspector.inspection import Preview
+        from inspector.inspection.demo import DEMO_MODEL
+        from inspector.model.detector import Detector
+
+        self.detector = Detector.open(DEMO_MODEL, providers=("cpu",))
+        self.preview = Preview()
+        frame = np.full((64, 64, 3), 120, np.uint8)
+        self.preview.update("cam1", frame, np.ones((64, 64), np.float32), {"seq": 1})
+
+    def accounting(self) -> dict:
+        return {"cam1": {"received": 1, "inspected": 1}}
+
+
+class HttpBrowser:
+    """A minimal HTTP client of a real server, from one source address, that keeps the
+    session cookie and the CSRF token like a browser."""
+
+    def __init__(self, url: str, source: str = "127.0.0.1") -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10,
+                                               source_address=(source, 0))
+        self.conn.request("GET", "/login")
+        response = self.conn.getresponse()
+        page = response.read().decode()
+        self.cookie = response.getheader("Set-Cookie").split(";")[0]
+        self.token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+    def sign_in(self, name: str, password: str) -> tuple[int, str | None]:
+        """POST the sign-in form; returns the status and the Retry-After header."""
+        body = urlencode({"username": name, "password": password, "csrf_token": self.token})
+        self.conn.request("POST", "/login", body, {
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": self.cookie})
+        response = self.conn.getresponse()
+        response.read()
+        if response.status == 302:
+            self.cookie = response.getheader("Set-Cookie").split(";")[0]
+        return response.status, response.getheader("Retry-After")
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,299 @@
+"""Sign-in under attack: rate limits, lockout, bounded password checks, equal timing,
+safe redirects and sessions that end on the server. Real Flask, real SQLite, and for the
+flood a real waitress server over TCP."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+import web.auth
+from web import create_app
+from web.security import (
+    HASH_CONCURRENCY,
+    LOCKOUT_FAILURES,
+    LOCKOUT_S,
+    Busy,
+    HashGate,
+    Lockout,
+    dummy_hash,
+    safe_next,
+)
+from web.server import WebServer
+
+from .webutil import PASSWORDS, HttpBrowser, csrf_token, filled_store, sign_in, web_config
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    store = filled_store(tmp_path / "store")
+    yield create_app(web_config(tmp_path / "store"), store)
+    store.close()
+
+
+class CheckCounter:
+    """Wraps the password check: how many ran, and the most at once."""
+
+    def __init__(self, real: Callable[[str, str], bool]) -> None:
+        self.real, self.calls, self.running, self.peak = real, [], 0, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, pwhash: str, password: str) -> bool:
+        with self._lock:
+            self.calls.append(pwhash)
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            return self.real(pwhash, password)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> CheckCounter:
+    counter = CheckCounter(web.auth.check_password_hash)
+    monkeypatch.setattr(web.auth, "check_password_hash", counter)
+    return counter
+
+
+def post_login(client: FlaskClient, token: str, name: str, password: str,
+               address: str = "127.0.0.1", query: str = "") -> object:
+    return client.post(f"/login{query}", data={"username": name, "password": password,
+                                               "csrf_token": token},
+                       environ_base={"REMOTE_ADDR": address})
+
+
+def test_one_address_is_rate_limited_with_a_page_and_retry_after(app: Flask) -> None:
+    client = app.test_client()
+    # Posts without a CSRF token count too: the limit comes before anything reads the form.
+    for _ in range(10):
+        assert client.post("/login", data={"username": "qa"}).status_code == 400
+    token = csrf_token(client)
+    refused = post_login(client, token, "qa", PASSWORDS["qa"])
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "Too many sign-in attempts from this address" in refused.text
+    assert post_login(client, token, "qa", PASSWORDS["qa"], "10.0.0.2").status_code == 302
+
+
+def test_a_name_is_locked_after_repeated_wrong_passwords_known_or_not(app: Flask) -> None:
+    client = app.test_client()
+    token = csrf_token(client)
+    answers = {}
+    for name in ("qa", "no-such-user"):
+        # From a new address each time: the lockout is per name, whoever asks.
+        for i in range(LOCKOUT_FAILURES - 1):
+            assert post_login(client, token, name, "guess", f"10.1.{i}.1").status_code == 200
+        locking = post_login(client, token, name, "guess", "10.2.0.1")
+        right = post_login(client, token, name, PASSWORDS.get(name, "x"), "10.3.0.1")
+        # Even the right password waits out the lock.
+        assert (locking.status_code, right.status_code) == (429, 429), name
+        main = re.search(r"<main>.*</main>", right.text, re.S).group(0)
+        answers[name] = (locking.status_code, right.status_code, main)
+        assert int(right.headers["Retry-After"]) == pytest.approx(LOCKOUT_S, abs=2)
+    assert "Too many wrong passwords for this user name" in answers["qa"][2]
+    # An unknown name locks the same way, so the lockout tells nothing about which exist.
+    assert answers["qa"] == answers["no-such-user"]
+    lockout: Lockout = app.extensions["login_lockout"]
+    lockout.clock = lambda: time.monotonic() + LOCKOUT_S + 1  # the lock has run out
+    assert post_login(client, token, "qa", PASSWORDS["qa"], "10.4.0.1").status_code == 302
+
+
+def test_a_right_password_resets_the_count_and_an_admin_reset_unlocks(app: Flask) -> None:
+    client = app.test_client()
+    token = csrf_token(client)
+    lockout: Lockout = app.extensions["login_lockout"]
+    for i in range(LOCKOUT_FAILURES - 1):
+        post_login(client, token, "operator", "guess", f"10.5.{i}.1")
+    assert post_login(client, token, "operator", PASSWORDS["operator"], "10.6.0.1"
+                      ).status_code == 302
+    assert lockout.retry_after("operator") == 0 and len(lockout) == 0
+    client = app.test_client()  # signed out, with a token of its own
+    token = csrf_token(client)
+    for i in range(LOCKOUT_FAILURES):
+        post_login(client, token, "qa", "guess", f"10.8.{i}.1")
+    assert lockout.retry_after("qa") > 0
+    admin = app.test_client()
+    page = admin.post("/admin/users", data={"name": "qa", "role": "qa",
+                                            "csrf_token": sign_in(admin, "admin")},
+                      follow_redirects=True).text
+    password = re.search(r"password: (\S+)</p>", page).group(1)
+    assert post_login(client, token, "qa", password, "10.9.0.1").status_code == 302
+
+
+def test_lockout_memory_is_bounded() -> None:
+    lockout = Lockout(failures=2, period_s=60, max_names=100)
+    for i in range(10_000):
+        lockout.failed(f"name{i}")
+    assert len(lockout) == 100  # the least recently failed are forgotten first
+    lockout.failed("name9999")
+    assert lockout.retry_after("name9999") > 0
+
+
+def test_unknown_names_cost_the_same_password_check_as_known_ones(
+    app: Flask, checks: CheckCounter
+) -> None:
+    client = app.test_client()
+    token = csrf_token(client)
+    store = app.extensions["store"]
+    timings: dict[str, list[float]] = {"qa": [], "nobody": []}
+    for i in range(3):
+        for name in timings:
+            start = time.perf_counter()
+            assert post_login(client, token, name, "wrong", f"10.7.{i}.{len(name)}"
+                              ).status_code == 200
+            timings[name].append(time.perf_counter() - start)
+    real_hash = store.get_user("qa")["password_hash"]
+    assert checks.calls == [real_hash, dummy_hash()] * 3
+    # Same method and cost parameters ("scrypt:32768:8:1"), so the same work.
+    assert dummy_hash().split("$")[0] == real_hash.split("$")[0]
+    # Before: 10 ms for an unknown name against 250 ms for a known one.
+    assert min(timings["nobody"]) > 0.5 * min(timings["qa"])
+
+
+def test_password_checks_beyond_the_bound_are_refused_not_queued() -> None:
+    gate = HashGate(concurrency=1, waiting=1, wait_s=5)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gate.turn():
+            holding.set()
+            release.wait(5)
+
+    def wait_turn() -> None:
+        with gate.turn():
+            pass
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=wait_turn)]
+    threads[0].start()
+    assert holding.wait(5)
+    threads[1].start()
+    time.sleep(0.1)  # the second is now waiting for its turn
+    start = time.monotonic()
+    with pytest.raises(Busy), gate.turn():
+        pass
+    assert time.monotonic() - start < 0.5  # refused at once, not after waiting
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    with gate.turn():  # free again
+        pass
+
+
+def _can_bind(address: str) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+def test_login_flood_is_refused_bounded_and_leaves_other_users_in(
+    tmp_path: Path, checks: CheckCounter
+) -> None:
+    if not _can_bind("127.0.0.2"):
+        pytest.skip("needs the whole 127.0.0.0/8 loopback (Linux) for several client addresses")
+    store = filled_store(tmp_path / "store")
+    server = WebServer(web_config(tmp_path / "store", host="127.0.0.1"), store)
+    server.start()
+    statuses: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + 2.0
+
+    def flood(index: int) -> None:
+        browser = HttpBrowser(server.url, f"127.0.0.{10 + index}")
+        try:
+            n = 0
+            while time.monotonic() < stop:
+                # Two threads guess the real "qa"; the others spray unknown names.
+                name = "qa" if index < 2 else f"nobody{index}-{n}"
+                result = browser.sign_in(name, f"guess{n}")
+                with lock:
+                    statuses.append(result)
+                n += 1
+        finally:
+            browser.close()
+
+    try:
+        threads = [threading.Thread(target=flood, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+        codes = {code for code, _ in statuses}
+        refused = [retry for code, retry in statuses if code == 429]
+        assert codes <= {200, 429} and len(refused) > len(statuses) // 2
+        assert all(retry and int(retry) >= 1 for retry in refused)
+        assert checks.peak <= HASH_CONCURRENCY  # never more password checks at once
+        assert len(checks.calls) <= 8 * 10  # each address got at most its 10 a minute
+        # A user nobody flooded signs in at once, from another address.
+        other = HttpBrowser(server.url, "127.0.0.200")
+        assert other.sign_in("operator", PASSWORDS["operator"])[0] == 302
+        other.close()
+        # The flooded name may be locked; after the lockout window it signs in again.
+        lockout: Lockout = server.app.extensions["login_lockout"]
+        lockout.clock = lambda: time.monotonic() + LOCKOUT_S + 1
+        flooded = HttpBrowser(server.url, "127.0.0.201")
+        assert flooded.sign_in("qa", PASSWORDS["qa"])[0] == 302
+        flooded.close()
+    finally:
+        server.close()
+        store.close()
+
+
+@pytest.mark.parametrize("target", [
+    "/\t/evil.example/", "//evil.example/", "/\\evil.example", "\\\\evil.example",
+    " //evil.example", "/\r\n/evil.example", "https://evil.example/", "javascript:alert(1)",
+    "evil.example", "/\x00/evil", "/\u200b/evil", "",
+])
+def test_only_same_site_paths_are_redirect_targets(target: str) -> None:
+    assert safe_next(target) is None
+
+
+def test_same_site_paths_survive_as_redirect_targets() -> None:
+    assert safe_next("/review/?camera=cam1&page=2") == "/review/?camera=cam1&page=2"
+    assert safe_next("/panel") == "/panel"
+
+
+def test_the_reported_open_redirect_lands_on_the_home_page(app: Flask) -> None:
+    client = app.test_client()
+    token = csrf_token(client)
+    response = post_login(client, token, "qa", PASSWORDS["qa"], query="?next=/%09/evil.example/")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    client = app.test_client()
+    response = post_login(client, csrf_token(client), "qa", PASSWORDS["qa"],
+                          query="?next=/review/%3Fcamera%3Dcam1")
+    assert response.headers["Location"] == "/review/?camera=cam1"
+
+
+def test_a_session_cookie_stops_working_after_sign_out(app: Flask) -> None:
+    client = app.test_client()
+    token = sign_in(client, "qa")
+    cookie = client.get_cookie("session").value
+    other_device = app.test_client()
+    sign_in(other_device, "qa")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("session", cookie)
+    assert replay.get("/api/inspections").status_code == 401
+    assert replay.get("/review/").status_code == 302
+    # Signing out ends the user's sessions everywhere, on the server.
+    assert other_device.get("/api/inspections").status_code == 401
+
+
+def test_a_password_reset_ends_the_users_sessions(app: Flask) -> None:
+    client = app.test_client()
+    sign_in(client, "operator")
+    assert client.get("/api/panel").status_code == 200
+    web.auth.add_user(app.extensions["store"], "operator", "operator", "new-secret-2")
+    assert client.get("/api/panel").status_code == 401
