@@ -8,6 +8,7 @@ Each check raises ``ValueError`` naming the field; callers wrap it in their own 
 
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Any
 
@@ -20,7 +21,7 @@ MAX_COUNTER = 2**63 - 1  # SQLite's INTEGER, and the range of a signed 64-bit PL
 _CAMERA_ID = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_CAMERA_ID}}}")
 
 
-def check_camera_id(value: Any, field: str = "camera") -> str:
+def check_camera_id(value: Any, field: str = "camera id") -> str:
     """``value`` when it is a usable camera id, else ``ValueError``."""
     if not isinstance(value, str) or not _CAMERA_ID.fullmatch(value) or ".." in value or (
         value == "."
@@ -44,10 +45,12 @@ def check_part_id(value: Any, field: str = "part_id") -> str | None:
 
 
 def check_counter(value: Any, field: str) -> int:
-    """``value`` when it is an integer in 0..2^63-1 (not a bool), else ``ValueError``."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNTER:
+    """``value`` as an int when it is an integer (NumPy's too, not a bool) in 0..2^63-1,
+    else ``ValueError``."""
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
+            or not 0 <= value <= MAX_COUNTER):
         raise ValueError(f"{field} must be an integer in 0..2^63-1, got {shown(value)}")
-    return value
+    return int(value)
 
 
 def _encodable(text: str) -> bool:

@@ -2,8 +2,9 @@
 
 Components start in data-flow order, last stage first (store, recorder, core,
 then the cameras), and stop in reverse: cameras first, then the core drains the
-frames still in flight, then the recorder writes every verdict it holds. So
-SIGTERM loses nothing that was already received.
+frames still in flight, then the recorder writes every verdict it holds, and only
+once its thread has ended is the store closed. So SIGTERM loses nothing that was
+already received.
 """
 
 from __future__ import annotations
@@ -87,18 +88,24 @@ def run_pipeline(
             if now - last_report >= interval_s:
                 for camera, counts in totals(group, service).items():
                     print(f"[{now - started:7.1f}s] {_line(camera, counts)}", file=out, flush=True)
-                if store.alarm:
-                    print(f"[{now - started:7.1f}s] ALARM: {store.alarm}", file=out, flush=True)
+                for alarm in (store.alarm, recorder.alarm):
+                    if alarm:
+                        print(f"[{now - started:7.1f}s] ALARM: {alarm}", file=out, flush=True)
                 last_report = now
     finally:
         if web is not None:
             web.close()
         stuck = group.stop()
         service.stop()
-        recorder.stop()
-        if store.alarm:
-            print(f"ALARM: {store.alarm}", file=out, flush=True)
-        store.close()
+        # Waits until every queued verdict is written (or counted as failed): closing the
+        # store under a busy recorder loses what it still holds.
+        if recorder.stop():
+            store.close()
+        else:  # only with a timeout; the thread finishes its writes before the process ends
+            logger.error("recorder still running; results store left open")
+        for alarm in (store.alarm, recorder.alarm):
+            if alarm:
+                print(f"ALARM: {alarm}", file=out, flush=True)
         if not stuck:  # term() would wait forever on the socket of a thread stuck in a read
             context.term()
     result = totals(group, service)

@@ -9,7 +9,8 @@
 - ``models``: the models the store has seen and which one is active
 - ``retention``: what history to keep (``RetentionPolicy``) and deleting the rest
 - ``db``, ``schema``: the shared SQLite connection and the schema's migration steps
-- ``recorder``: the thread that writes verdicts to the store off the inspection path
+- ``recorder``: the thread that writes verdicts to the store off the inspection path, one
+  transaction a batch, from a bounded queue
 """
 
 from inspector.store.inspections import SearchFilters

@@ -7,8 +7,10 @@ history and a write never waits on another connection of the same process.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.logs import RateLimitedLog
 from inspector.store.schema import MIGRATIONS, SCHEMA_VERSION, apply_step
 
 logger = logging.getLogger(__name__)
@@ -57,7 +60,10 @@ class Database:
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 logger.warning("%s: journal mode is %s, not WAL", path, mode)
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on disk when it returns (one WAL fsync per transaction), so a
+            # verdict the recorder committed survives a power cut, not only a kill -9. The
+            # recorder commits a whole batch per transaction, so this costs one fsync a batch.
+            self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
 
@@ -85,6 +91,16 @@ class Database:
         with self._lock:
             return self._connection().execute(sql, params).fetchall()
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database, so that the next commit starts the WAL over and
+        reuses its file's space instead of growing it (disk full). PASSIVE: it never waits
+        on readers in other processes; with one of them in the WAL it just does less."""
+        try:
+            with self._lock:
+                self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            logger.warning("%s: WAL checkpoint failed: %s", self.path, exc)
+
     def _migrate(self) -> None:
         while True:
             with self.transaction() as conn:
@@ -108,6 +124,83 @@ class Database:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the filesystem (or quota) is full: SQLite's or the OS's error."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or (
+            "disk is full" in str(exc))
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class SpaceReserve:
+    """A pre-allocated file that is deleted to give SQLite room when the disk fills.
+
+    With the disk full, SQLite cannot grow its WAL and every commit fails, so verdicts would
+    be lost with their images. Deleting this file frees ``size`` bytes for the database
+    alone: images are already skipped below the store's free-space floor, so nothing else
+    of ours takes that room. It is allocated again once the disk has room to spare.
+    """
+
+    def __init__(self, path: Path, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"reserve size must be >= 0, got {size}")
+        self.path = path
+        self.size = size
+        self._warnings = RateLimitedLog(logger, interval_s=60.0)  # tried again every batch
+
+    @property
+    def present(self) -> bool:
+        return self.size == 0 or self.path.is_file()
+
+    def release(self) -> bool:
+        """Delete the reserve; True when that freed room (it was there)."""
+        if self.size == 0:
+            return False
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        logger.warning("disk full: released the %d-byte reserve %s so SQLite can write",
+                       self.size, self.path)
+        return True
+
+    def restore(self, free_bytes: int, floor: int) -> bool:
+        """Allocate the reserve again if missing and it leaves ``floor`` bytes free;
+        True when it is in place afterwards."""
+        if self.present:
+            return True
+        if free_bytes - self.size < floor:
+            return False
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")  # one per process
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _allocate(fd, self.size)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self._warnings.warning("reserve", "cannot allocate the %d-byte reserve %s: %s",
+                                   self.size, self.path, exc)
+            return False
+        logger.info("allocated the %d-byte disk reserve %s", self.size, self.path)
+        return True
+
+
+def _allocate(fd: int, size: int) -> None:
+    # Really allocated blocks (not a sparse file): deleting it must free that much.
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except (AttributeError, OSError) as exc:
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise
+    chunk = b"\0" * (1 << 20)
+    for start in range(0, size, len(chunk)):
+        os.write(fd, chunk[: size - start])
 
 
 def _json_default(value: Any) -> Any:

@@ -1,3 +1,5 @@
+# Kept whole: the writer and crash recovery share the file naming (suffixes, temporary names),
+# so that recovery's pattern cannot drift from what the writer produces.
 """The store's image files: rendered, written atomically, found again, and cleaned up after a crash.
 
 Layout under the store's root::
@@ -8,8 +10,10 @@ Layout under the store's root::
 
 The day folder is the UTC date of ``inspected_ns``. Files are written before the row that
 names them is committed, and deleted before their row, so a row only points at a missing
-file after a crash or a hand-deleted file; ``recover`` clears such paths. A failed write
-never loses the verdict: the row is stored without image paths and ``alarm`` says why.
+file after a crash or a hand-deleted file; ``recover`` clears such paths, and removes files
+no row names (crash between the write and the commit). A failed write, or a disk under the
+free-space floor, never loses the verdict: the row is stored without image paths, the record
+is counted in ``skipped`` and ``alarm`` says why.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import errno
 import logging
 import os
 import re
+import shutil
 import stat
+import tempfile
 import threading
 import time
 import zlib
@@ -29,10 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.files import write_atomic
 from inspector.imaging import draw_regions, heatmap_overlay, thumbnail
 from inspector.logs import RateLimitedLog
-from inspector.store.db import Database
+from inspector.store.db import Database, SpaceReserve
 from inspector.store.records import InspectionRecord
 
 logger = logging.getLogger(__name__)
@@ -43,11 +48,11 @@ JPEG_QUALITY = 90
 NS_PER_DAY = 86_400 * 1_000_000_000
 PATH_COLUMNS = ("image_path", "overlay_path", "thumb_path")
 HAS_IMAGES = "(image_path IS NOT NULL OR overlay_path IS NOT NULL OR thumb_path IS NOT NULL)"
-_SUFFIXES = {"image_path": ".jpg", "overlay_path": ".overlay.jpg", "thumb_path": ".thumb.jpg"}
-_CAMERA_RE = re.compile(r"[A-Za-z0-9_.-]+")
-# Names recovery may delete: every suffix written above, and the PNG overlays of earlier
-# versions; built from _SUFFIXES so that a new kind of file cannot be missed.
-_RECOVERABLE = "|".join(re.escape(s) for s in (*_SUFFIXES.values(), ".overlay.png"))
+# Every kind of file the writer produces; recovery's pattern below is built from it.
+SUFFIXES = {"image_path": ".jpg", "overlay_path": ".overlay.jpg", "thumb_path": ".thumb.jpg"}
+LEGACY_SUFFIXES = (".overlay.png",)  # written by earlier versions; recovery removes them too
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # files being written: ``.<name>.<random>.tmp``
+_RECOVERABLE = "|".join(re.escape(s) for s in (*SUFFIXES.values(), *LEGACY_SUFFIXES))
 _IMAGE_NAME_RE = re.compile(rf"-?\d+--?\d+({_RECOVERABLE})")
 
 
@@ -59,15 +64,36 @@ def keeps_pass_images(camera: str, seq: int, rate: float) -> bool:
     return bucket < round(rate * 1000)
 
 
-def check_camera(camera: str) -> None:
-    """Camera ids become folder names: nothing that could step outside root/images."""
-    if (
-        not isinstance(camera, str)
-        or not _CAMERA_RE.fullmatch(camera)
-        or ".." in camera
-        or camera == "."
-    ):
-        raise ValueError(f"camera id {camera!r} is not usable as a folder name")
+def keeps_images(record: InspectionRecord, pass_sample_rate: float) -> bool:
+    """Whether the store keeps pictures of ``record``: every reject and error with a frame,
+    and the sampled share of passes."""
+    if record.frame is None:
+        return False
+    return record.verdict != "pass" or keeps_pass_images(
+        record.camera, record.seq, pass_sample_rate
+    )
+
+
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temporary file beside ``path`` (not fsynced); returns it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.",
+                               suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder by name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def file_size(path: Path) -> int:
@@ -120,12 +146,22 @@ class ImageFiles:
 
     ``lock`` is held by every writer that touches files and the rows naming them (adding,
     retention, recovery), so that readers of the database never wait on image encoding.
+    Below ``min_free_bytes`` free on the filesystem no image is written (the verdicts still
+    are), and ``reserve`` keeps room for SQLite itself (``SpaceReserve``).
     """
 
-    def __init__(self, root: Path, db: Database) -> None:
+    def __init__(
+        self, root: Path, db: Database, reserve: SpaceReserve, min_free_bytes: int
+    ) -> None:
+        if min_free_bytes < 0:
+            raise ValueError(f"min_free_bytes must be >= 0, got {min_free_bytes}")
         self.root = root
         self.folder = root / IMAGES_DIR
         self.alarm: str | None = None  # e.g. "disk full: ..."; None while image writes work
+        self.space_low = False  # under the floor, or a write found the disk full
+        self.skipped = 0  # records stored without the images they should have kept
+        self.reserve = reserve
+        self.min_free_bytes = min_free_bytes
         self.lock = threading.Lock()
         # Image bytes as retention counts them: walked once, then kept up to date by this
         # object's own writes and deletes (None: walk again), so retention stays cheap.
@@ -135,22 +171,73 @@ class ImageFiles:
         self.warnings = RateLimitedLog(logger, interval_s=60.0)
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def write(self, record: InspectionRecord, pass_sample_rate: float) -> dict[str, str]:
-        """Render and write the pictures ``record`` keeps; returns path column -> relative path.
+    def write_batch(
+        self, records: Sequence[InspectionRecord], pass_sample_rate: float
+    ) -> list[dict[str, str]]:
+        """Write the pictures ``records`` keep with one fsync round; per record, path column
+        -> relative path (empty: no pictures).
 
-        Nothing is kept for a pass outside the sample or a record without a frame; an image
-        that cannot be rendered or written (disk full) leaves the result without pictures.
+        Every file is written to a temporary name first, then all are fsynced, renamed and
+        their folders fsynced, so that the one commit of the rows that follows never names a
+        half-written file. Nothing is kept for a pass outside the sample or a record without
+        a frame. Below the free-space floor, or once a write finds the disk full, the rest of
+        the batch is stored without pictures (counted in ``skipped``).
         """
-        frame = record.frame
-        if frame is None:
-            return {}
-        if record.verdict == "pass" and not keeps_pass_images(
-            record.camera, record.seq, pass_sample_rate
-        ):
-            return {}
+        paths: list[dict[str, str]] = [{} for _ in records]
+        wanted = [i for i, r in enumerate(records) if keeps_images(r, pass_sample_rate)]
+        failure: OSError | None = None
+        if not self.check_space():
+            self.skipped += len(wanted)
+            return paths
+        staged: list[tuple[int, list[tuple[str, Path, str]]]] = []
+        for n, i in enumerate(wanted):
+            encoded = self._render(records[i])
+            if encoded is None:
+                continue
+            try:
+                staged.append((i, self._stage(records[i], encoded)))
+            except OSError as exc:
+                failure = exc
+                self.skipped += len(wanted) - n  # this record and the rest of the batch
+                break
+        written = 0
+        folders: set[Path] = set()
+        for i, files in staged:
+            try:
+                for _, tmp, _ in files:
+                    _fsync(tmp)
+                for _, tmp, rel in files:
+                    os.replace(tmp, self.root / rel)
+            except OSError as exc:  # ext4 may report a full disk only at fsync
+                failure = failure or exc
+                self.skipped += 1
+                for _, tmp, rel in files:
+                    tmp.unlink(missing_ok=True)
+                    (self.root / rel).unlink(missing_ok=True)
+                continue
+            paths[i] = {column: rel for column, _, rel in files}
+            written += sum(file_size(self.root / rel) for _, _, rel in files)
+            folders.add((self.root / files[0][2]).parent)
+        for folder in folders:
+            try:
+                _fsync(folder)  # the renames themselves
+            except OSError as exc:
+                failure = failure or exc
+        if self.known_bytes is not None:
+            self.known_bytes += written
+        if failure is not None:
+            self._write_failed(failure)
+        elif self.alarm is not None and not self.space_low:
+            logger.info("image writes work again; clearing alarm %r", self.alarm)
+            self.alarm = None
+        return paths
+
+    def _render(self, record: InspectionRecord) -> dict[str, bytes] | None:
+        assert record.frame is not None
         try:
-            encoded = _render(frame, record)
+            return _render(record.frame, record)
         except (ValueError, cv2.error) as exc:
+            self.skipped += 1
             self.warnings.warning(
                 "render",
                 "cannot render images for %s seq %s (row kept without images): %s",
@@ -158,38 +245,77 @@ class ImageFiles:
                 record.seq,
                 exc,
             )
-            return {}
+            return None
+
+    def _stage(
+        self, record: InspectionRecord, encoded: dict[str, bytes]
+    ) -> list[tuple[str, Path, str]]:
+        """Write one record's files under temporary names: (column, temp file, final path)."""
         folder = f"{IMAGES_DIR}/{record.camera}/{_day(int(record.inspected_ns))}"
         stem = f"{int(record.inspected_ns)}-{int(record.seq)}"
-        written: dict[str, str] = {}
+        (self.root / folder).mkdir(parents=True, exist_ok=True)
+        files: list[tuple[str, Path, str]] = []
         try:
-            (self.root / folder).mkdir(parents=True, exist_ok=True)
             for column, data in encoded.items():
-                rel = f"{folder}/{stem}{_SUFFIXES[column]}"
-                write_atomic(self.root / rel, data)
-                written[column] = rel
-        except OSError as exc:
-            self.discard(written)
-            self._set_alarm(exc)
-            return {}
-        if self.known_bytes is not None:
-            self.known_bytes += sum(len(data) for data in encoded.values())
-        if self.alarm is not None:
-            logger.info("image writes work again; clearing alarm %r", self.alarm)
+                rel = f"{folder}/{stem}{SUFFIXES[column]}"
+                files.append((column, write_temp(self.root / rel, data), rel))
+        except OSError:
+            for _, tmp, _ in files:
+                tmp.unlink(missing_ok=True)
+            raise
+        return files
+
+    def check_space(self) -> bool:
+        """Whether images may be written now: free space at or above the floor, not counting
+        the room of a released reserve (that is the database's). Also puts the reserve back,
+        and clears the disk alarm, once there is room again."""
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError:
+            return True  # cannot tell: try, and let a failed write say
+        if not self.reserve.restore(free, self.min_free_bytes):
+            floor = self.min_free_bytes + self.reserve.size
+            self._space_alarm(f"disk full: {free} bytes free, under the floor of {floor} "
+                              f"(the database's reserve included)")
+            return False
+        if free < self.min_free_bytes:
+            self._space_alarm(f"disk full: {free} bytes free, under the floor of "
+                              f"{self.min_free_bytes}")
+            return False
+        if self.space_low:
+            # Rate-limited: a disk that fills again at once (quota, inodes) must not log
+            # twice a batch.
+            self.warnings.warning("room", "disk has room again (%d bytes free); clearing "
+                                  "alarm %r", free, self.alarm)
+            self.space_low = False
             self.alarm = None
-        return written
+        return True
+
+    def database_full(self) -> bool:
+        """SQLite found the disk full: give it the reserve; True when that freed room."""
+        self._space_alarm("disk full: the database could not grow")
+        return self.reserve.release()
+
+    def _space_alarm(self, reason: str) -> None:
+        if not self.space_low:
+            self.warnings.warning("full", "%s; storing verdicts without images until there "
+                                  "is room", reason)
+        self.space_low = True
+        self.alarm = reason
+
+    def _write_failed(self, exc: OSError) -> None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._space_alarm(f"disk full: {exc}")
+            return
+        self.alarm = f"image write failed: {exc}"
+        self.warnings.warning(
+            "image-write", "%s; storing verdicts without images until writes work", self.alarm
+        )
 
     def discard(self, written: dict[str, str]) -> None:
         """Delete files that no row will name (their rows were not committed)."""
         for rel in written.values():
             self.absolute(rel).unlink(missing_ok=True)
-
-    def _set_alarm(self, exc: OSError) -> None:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        self.alarm = f"{'disk full' if full else 'image write failed'}: {exc}"
-        self.warnings.warning(
-            "image-write", "%s; storing verdicts without images until writes work", self.alarm
-        )
 
     def absolute(self, rel: str) -> Path:
         path = self.resolve(rel)
@@ -257,6 +383,32 @@ class ImageFiles:
             logger.warning("recovered results store %s: %s", self.root, counts)
         return counts
 
+    def sweep_orphans(self, now_ns: int, min_age_s: float) -> int:
+        """Remove leftovers (temporary and unreferenced files) older than ``min_age_s`` from
+        the day folders of ``now_ns`` and the day before, where a crash leaves them; for
+        retention, which recovers a store another process kept open. Needs no ``lock``:
+        files that old are no write in progress."""
+        cutoff = time.time() - min_age_s
+        removed = 0
+        days = {_day(now_ns), _day(max(0, now_ns - NS_PER_DAY))}
+        try:
+            cameras = [e.path for e in os.scandir(self.folder) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return 0
+        for camera in cameras:
+            for day in days:
+                folder = Path(camera) / day
+                try:
+                    files = [e.name for e in os.scandir(folder)]
+                except OSError:
+                    continue  # no such day
+                temp, orphans = self._recover_folder(folder, files, cutoff)
+                removed += temp + orphans
+        if removed:
+            self.known_bytes = None
+            logger.warning("removed %d leftover image files under %s", removed, self.folder)
+        return removed
+
     def _recover_folder(self, folder: Path, files: list[str], cutoff: float) -> tuple[int, int]:
         temp, images = 0, []
         for name in files:
@@ -268,7 +420,7 @@ class ImageFiles:
             old = stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff
             if not old:
                 continue
-            if name.startswith(".") and name.endswith(".tmp"):
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
                 path.unlink(missing_ok=True)
                 temp += 1
             elif _IMAGE_NAME_RE.fullmatch(name):

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspector.identifiers import check_camera_id, check_counter, check_part_id
+
 VERDICTS = ("pass", "reject", "error")
 LABELS = ("good", "defect", "none")  # "none" clears a label (an undo); history keeps it
 
@@ -30,3 +32,15 @@ class InspectionRecord:
     anomaly_map: np.ndarray | None = None  # float32 (H, W) or None
     map_low: float = 0.0  # display range for the heatmap overlay
     map_high: float = 1.0
+
+
+def check_record(record: InspectionRecord) -> None:
+    """``ValueError`` naming the field when the store cannot take ``record``: the same
+    identifier rules as the frame bus (``inspector.identifiers``), and a known verdict."""
+    if record.verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {record.verdict!r}")
+    check_camera_id(record.camera)
+    check_part_id(record.part_id)
+    check_counter(record.seq, "seq")
+    check_counter(record.captured_ns, "captured_ns")
+    check_counter(record.inspected_ns, "inspected_ns")

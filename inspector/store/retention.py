@@ -20,6 +20,11 @@ from inspector.store.images import HAS_IMAGES, NS_PER_DAY, PATH_COLUMNS, ImageFi
 logger = logging.getLogger(__name__)
 
 RETENTION_BATCH = 200
+# Leftover files younger than this may be another process's write in progress (a Store
+# open elsewhere skips crash recovery); older ones are a crash's and retention removes them.
+ORPHAN_MIN_AGE_S = 600.0
+# The sweep lists and stats a day's files: at the first retention run, then this seldom.
+ORPHAN_SWEEP_INTERVAL_S = 3600.0
 _NS_PER_HOUR = 3_600 * 1_000_000_000
 
 
@@ -54,15 +59,21 @@ class Retention:
 
     _db: Database
     _files: ImageFiles
+    _last_orphan_sweep: float | None
 
     def apply_retention(self, policy: RetentionPolicy, now_ns: int | None = None) -> dict[str, int]:
-        """Delete old results as ``policy`` says; returns ``{"deleted", "freed_bytes"}``.
+        """Delete old results as ``policy`` says; returns ``{"deleted", "freed_bytes",
+        "orphans_removed"}``.
 
         Only unlabeled passes (oldest first) and then, while a size cap is still exceeded,
         unlabeled rejects/errors older than the protection window (oldest first) are ever
         deleted. ``keep_days`` deletes unlabeled passes older than that, with or without
         images; the size caps only delete rows that still have images, since only those free
-        space.
+        space. With a size cap, retention also keeps twice the store's free-space floor free
+        (and room to put its disk reserve back). At its first run and then hourly, it removes
+        image files no row names (a crash's leftovers, which recovery skips while another
+        process has the store open) from today's and yesterday's folders, once older than
+        ``ORPHAN_MIN_AGE_S``.
         """
         now = time.time_ns() if now_ns is None else int(now_ns)
         passes = "verdict = 'pass' AND label IS NULL"
@@ -70,7 +81,13 @@ class Retention:
         old_rejects = (
             f"verdict IN ('reject', 'error') AND label IS NULL AND inspected_ns < {protect_from}"
         )
-        deleted = freed = 0
+        deleted = freed = orphans = 0
+        last_sweep = self._last_orphan_sweep
+        if last_sweep is None or time.monotonic() - last_sweep >= ORPHAN_SWEEP_INTERVAL_S:
+            # Outside the files lock: what it removes is too old to be a write in progress,
+            # and the recorder must not wait on a listing of a day's files.
+            self._last_orphan_sweep = time.monotonic()
+            orphans = self._files.sweep_orphans(now, ORPHAN_MIN_AGE_S)
         with self._files.lock:
             if policy.keep_days is not None:
                 cutoff = now - int(policy.keep_days * NS_PER_DAY)
@@ -101,17 +118,22 @@ class Retention:
             logger.info("retention deleted %d inspections, freed %d bytes", deleted, freed)
             with self._db.transaction() as conn:
                 append_audit(conn, "retention", {"deleted": deleted, "freed_bytes": freed}, None)
-        return {"deleted": deleted, "freed_bytes": freed}
+        return {"deleted": deleted, "freed_bytes": freed, "orphans_removed": orphans}
 
     def _bytes_over(self, policy: RetentionPolicy) -> int:
         """How many bytes must go to meet the caps; <= 0 when within them."""
         need = 0
         if policy.max_bytes is not None and self._files.known_bytes is not None:
             need = self._files.known_bytes - policy.max_bytes
+        usage = shutil.disk_usage(self._files.root)
         if policy.max_disk_percent is not None:
-            usage = shutil.disk_usage(self._files.root)
             need = max(need, int(usage.used - usage.total * policy.max_disk_percent / 100))
-        return need
+        # Under the floor no image is written at all: make room for new rejects' pictures,
+        # twice the floor so that images go on while the next run catches up, and room to
+        # put the database's reserve back.
+        reserve = self._files.reserve
+        target = 2 * self._files.min_free_bytes + (0 if reserve.present else reserve.size)
+        return max(need, target - usage.free)
 
     def _retention_batch(
         self, where: str, need: int | None = None, after: tuple[int, int] | None = None

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -284,6 +285,39 @@ def test_run_pipeline_accounts_for_every_frame_and_stores_every_verdict(
     assert {v for p, v in synthetic if p.startswith("good-")} == {"pass"}
     assert {v for p, v in synthetic if not p.startswith("good-")} == {"reject"}
     assert all((tmp_path / "store" / path).is_file() for *_, path in rows if path)
+
+
+class _SlowStore(Store):
+    """A real store on a slow disk, that notes whether it was closed under the recorder."""
+
+    closed_while_recording: ClassVar[list[bool]] = []
+
+    def add_inspections(self, records, pass_sample_rate=1.0):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # a slow commit: the recorder is behind when the run stops
+        return super().add_inspections(records, pass_sample_rate)
+
+    def close(self) -> None:
+        self.closed_while_recording.append(
+            any(t.name == "recorder" and t.is_alive() for t in threading.enumerate()))
+        super().close()
+
+
+def test_run_pipeline_closes_the_store_only_after_the_recorder_wrote_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("inspector.inspection.pipeline.Store", _SlowStore)
+    _SlowStore.closed_while_recording = []
+    config = _config(
+        tmp_path, "inproc://slow-frames", "inproc://slow-results",
+        cameras=[{"id": "syn", "type": "synthetic", "seed": 7, "defect_rate": 0.5, "fps": 30}],
+        storage={"root": str(tmp_path / "store"), "pass_sample_rate": 1.0},
+    )
+    with open(tmp_path / "out.txt", "w") as out:
+        totals = run_pipeline(config, threading.Event(), out, duration_s=2.0, interval_s=1.0)
+    assert _SlowStore.closed_while_recording == [False]
+    with sqlite3.connect(tmp_path / "store" / "inspections.db") as db:
+        stored = db.execute("SELECT count(*) FROM inspections").fetchone()[0]
+    assert stored == totals["syn"]["received"] > 10
 
 
 def _write_run_config(tmp_path: Path) -> Path:

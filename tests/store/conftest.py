@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,8 @@ FRAME = np.dstack(
 ).astype(np.uint8)
 MAP = np.zeros((48, 64), np.float32)
 MAP[10:20, 20:30] = 1.0
+# Noise does not compress: about 170 KB of JPEGs a record, to fill a tiny filesystem fast.
+NOISY = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
 
 
 def record(
@@ -75,8 +81,8 @@ def add_history(store: Store) -> tuple[list[int], int]:
 
 
 class FlakyStore(Store):
-    def __init__(self, root: Path, failures: int) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, failures: int, **options: Any) -> None:
+        super().__init__(root, **options)
         self.failures = failures
         self.calls = 0
         self.retentions = 0
@@ -97,3 +103,33 @@ def _red(pixel: np.ndarray) -> bool:
     """Red as a JPEG keeps it: close, not exact."""
     blue, green, red = (int(v) for v in pixel)
     return red > 150 and red > 2 * max(green, blue)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 3 MiB filesystem (tmpfs), to fill up; skipped where mounting is not allowed."""
+    mount_point = tmp_path / f"fs-{uuid.uuid4().hex[:8]}"
+    mount_point.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=10)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the filesystem is full; returns it (delete it to free the room)."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        for size in (1 << 16, 4096, 512, 1):
+            try:
+                while True:
+                    handle.write(b"\xff" * size)
+            except OSError:
+                continue
+    return filler

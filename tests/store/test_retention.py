@@ -19,7 +19,7 @@ def test_retention_deletes_the_oldest_unlabeled_passes_first(store: Store) -> No
     _, per_record = add_history(store)
     total = store.image_bytes()
     result = store.apply_retention(RetentionPolicy(max_bytes=total - per_record - 1), NOW)
-    assert result == {"deleted": 2, "freed_bytes": 2 * per_record}
+    assert result == {"deleted": 2, "freed_bytes": 2 * per_record, "orphans_removed": 0}
     assert seqs(store) == [2, 3, 4, 5, 100, 101]
     assert store.image_bytes() == total - 2 * per_record
     assert all((store.root / r["image_path"]).is_file() for r in store.recent(100))
@@ -56,8 +56,10 @@ def test_keep_days_removes_old_unlabeled_passes_only(store: Store) -> None:
 
 
 def test_max_disk_percent_uses_the_filesystem_of_the_root(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No free-space floor: only the percentage decides here.
+    store = Store(tmp_path / "var", min_free_bytes=0, reserve_bytes=0)
     _, per_record = add_history(store)
     usage = namedtuple("usage", "total used free")
 
@@ -69,3 +71,4 @@ def test_max_disk_percent_uses_the_filesystem_of_the_root(
     monkeypatch.setattr(retention_module.shutil, "disk_usage", disk_usage)
     store.apply_retention(RetentionPolicy(max_disk_percent=49.0), NOW)
     assert seqs(store) == [2, 3, 4, 5, 100, 101]
+    store.close()
