@@ -21,7 +21,7 @@ import zmq
 from camera.base import FrameSource
 from camera.capture import CaptureGroup
 from camera.sources import make_source
-from inspector.config import CameraConfig, Config, StorageConfig
+from inspector.config import CameraConfig, Config, StorageConfig, check_runnable
 from inspector.errors import ConfigError
 from inspector.inspection.service import InspectionService, load_detector
 from inspector.store import Recorder, RetentionPolicy, Store
@@ -56,10 +56,9 @@ def run_pipeline(
     ``web_server`` builds the UI (``web.server.WebServer``) when ``web.enabled``; it is
     injected because ``inspector`` never imports ``web``.
     """
-    if config.model.path is None:
-        raise ConfigError(["model.path: no model configured"])
-    if not config.cameras:
-        raise ConfigError(["cameras: no camera configured"])
+    problems = check_runnable(config)  # the same checks as check-config, for every caller
+    if problems:
+        raise ConfigError(problems)
     detector = load_detector(config, config.model.path)
     store = Store(config.storage.root)
     store.register_model(detector.model.sha256, detector.card.name,
@@ -88,9 +87,8 @@ def run_pipeline(
             if now - last_report >= interval_s:
                 for camera, counts in totals(group, service).items():
                     print(f"[{now - started:7.1f}s] {_line(camera, counts)}", file=out, flush=True)
-                for alarm in (store.alarm, recorder.alarm):
-                    if alarm:
-                        print(f"[{now - started:7.1f}s] ALARM: {alarm}", file=out, flush=True)
+                for alarm in _alarms(store, recorder, service):
+                    print(f"[{now - started:7.1f}s] ALARM: {alarm}", file=out, flush=True)
                 last_report = now
     finally:
         if web is not None:
@@ -103,7 +101,7 @@ def run_pipeline(
             store.close()
         else:  # only with a timeout; the thread finishes its writes before the process ends
             logger.error("recorder still running; results store left open")
-        for alarm in (store.alarm, recorder.alarm):
+        for alarm in (store.alarm, recorder.alarm):  # the service has stopped: no capacity
             if alarm:
                 print(f"ALARM: {alarm}", file=out, flush=True)
         if not stuck:  # term() would wait forever on the socket of a thread stuck in a read
@@ -112,6 +110,15 @@ def run_pipeline(
     for camera, counts in result.items():
         print(json.dumps({"camera": camera, **counts}), file=out, flush=True)
     return result
+
+
+def _alarms(store: Store, recorder: Recorder, service: InspectionService) -> list[str]:
+    """What is wrong now: disk, recorder backlog, capacity, a dead inspection worker."""
+    alarms = [store.alarm, recorder.alarm, service.capacity_alarm()]
+    dead = service.dead_workers()
+    if dead:
+        alarms.append(f"inspection workers died: {', '.join(dead)}")
+    return [alarm for alarm in alarms if alarm]
 
 
 def totals(group: CaptureGroup, service: InspectionService) -> dict[str, dict[str, Any]]:
