@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import web.auth
-from web import create_app
 from web.security import (
     HASH_CONCURRENCY,
     LOCKOUT_FAILURES,
@@ -30,13 +29,6 @@ from web.security import (
 from web.server import WebServer
 
 from .webutil import PASSWORDS, HttpBrowser, csrf_token, filled_store, sign_in, web_config
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    store = filled_store(tmp_path / "store")
-    yield create_app(web_config(tmp_path / "store"), store)
-    store.close()
 
 
 class CheckCounter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from web import create_app
 from .webutil import PASSWORDS, FakeLive, filled_store, web_config
 from .webutil import csrf_token as _csrf
 from .webutil import sign_in as login
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    store = filled_store(tmp_path / "store")
-    yield create_app(web_config(tmp_path / "store"), store)
-    store.close()
 
 
 @pytest.mark.parametrize("path", ["/panel", "/review/", "/admin/", "/review/1"])
