@@ -26,6 +26,12 @@ On a shared 2-core VM (figures in ``docs/reliability.md``):
     python benchmarks/faults.py cameras --ids 1000           # ~10 s
     python benchmarks/faults.py kill9 --kills 20             # ~1 minute
     python benchmarks/faults.py sigterm --overload 2         # ~15 s (--seconds 30: ~45 s)
+    python benchmarks/faults.py login                        # ~2 minutes
+
+5. ``login``: ``inspector run`` with its web UI and one camera; 8 clients (from 8
+   loopback addresses where the OS allows) post wrong passwords for ``--seconds``.
+   Pass: the verdicts' p99 latency during the flood within 2x of the quiet p99 before
+   it, and no more error verdicts than in the quiet period (per second).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -317,8 +324,10 @@ def cameras(ids: int, side: int) -> Row:
 
 # -- inspector run as a subprocess --------------------------------------------------------------
 
-def write_run_config(root: Path, cams: list[tuple[str, float]]) -> Path:
-    """A config like the tests': synthetic cameras, the demo model, the store under root."""
+def write_run_config(root: Path, cams: list[tuple[str, float]], web_port: int | None = None
+                     ) -> Path:
+    """A config like the tests': synthetic cameras, the demo model, the store under root;
+    the web UI on 127.0.0.1:``web_port`` when given."""
     cam_tables = "".join(f"""
 [[cameras]]
 id = "{cam}"
@@ -340,7 +349,7 @@ path = "{DEMO_MODEL}"
 root = "{root / 'store'}"
 
 [web]
-enabled = false
+{"enabled = false" if web_port is None else f'host = "127.0.0.1"{chr(10)}port = {web_port}'}
 """)
     return path
 
@@ -545,6 +554,114 @@ def sigterm(overload: float, seconds: float, n_cameras: int, keep: Path | None) 
             "cameras": rows, "returncode": process.returncode, "alarms": alarms, "pass": ok}
 
 
+# -- 5. login flood -----------------------------------------------------------------------------
+
+def latencies(root: Path, since_ns: int, until_ns: int) -> tuple[np.ndarray, int]:
+    """Total latencies (ms) of the verdicts decided in the window, and how many were errors."""
+    db = root / "store" / "inspections.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "SELECT json_extract(latency_json, '$.total'), verdict FROM inspections "
+            "WHERE inspected_ns BETWEEN ? AND ?", (since_ns, until_ns)).fetchall()
+    totals = np.array([t for t, _ in rows if t is not None], dtype=float)
+    return totals, sum(verdict == "error" for _, verdict in rows)
+
+
+def login(clients: int, quiet_s: float, flood_s: float, fps: float, keep: Path | None) -> Row:
+    from tests.web.webutil import HttpBrowser  # a browser-like client of a real server
+
+    with tempfile.TemporaryDirectory(dir=keep) as tmp:
+        root = Path(tmp)
+        config = write_run_config(root, [("cam1", fps)], web_port=free_port())
+        subprocess.run([sys.executable, "-m", "inspector.cli", "users", "add", "flooded",
+                        "--role", "operator", "--config", str(config), "--password-stdin"],
+                       input="the-right-password-1\n", text=True, check=True,
+                       capture_output=True, cwd=REPO_ROOT)
+        process = start_run(config, root / "stderr.log")
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: any(line.startswith("web UI:") for line in lines), 120)
+            url = next(line.split()[-1] for line in lines if line.startswith("web UI:"))
+            wait_until(lambda: read_store(root)["rows"] > 0, 120)
+            quiet = (time.time_ns(), 0)
+            time.sleep(quiet_s)
+            quiet = (quiet[0], time.time_ns())
+            statuses: Counter[int] = Counter()
+            lock = threading.Lock()
+            until = time.monotonic() + flood_s
+            many = can_bind("127.0.0.2")
+
+            def flood(index: int) -> None:
+                browser = HttpBrowser(url, f"127.0.0.{10 + index}" if many else "127.0.0.1")
+                n = 0
+                try:
+                    while time.monotonic() < until:
+                        name = "flooded" if index < 2 else f"nobody{index}-{n}"
+                        code, _ = browser.sign_in(name, f"guess{n}")
+                        with lock:
+                            statuses[code] += 1
+                        n += 1
+                finally:
+                    browser.close()
+
+            flood_start = time.time_ns()
+            threads = [threading.Thread(target=flood, args=(i,)) for i in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(flood_s + 60)
+            flooded = (flood_start, time.time_ns())
+            right = HttpBrowser(url, "127.0.0.200" if many else "127.0.0.1")
+            other_user_code = right.sign_in("nobody-else", "x")[0]
+            right.close()
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        quiet_ms, quiet_errors = latencies(root, *quiet)
+        flood_ms, flood_errors = latencies(root, *flooded)
+    p99 = {name: float(np.percentile(v, 99)) if v.size else float("nan")
+           for name, v in (("quiet", quiet_ms), ("flood", flood_ms))}
+    allowed_errors = quiet_errors * flood_s / quiet_s
+    ok = bool(flood_ms.size) and p99["flood"] <= 2 * p99["quiet"] and (
+        flood_errors <= allowed_errors)
+    print(table([
+        ("camera", f"1 synthetic at {fps:g} fps, demo model, web UI in the same process"),
+        ("flood clients (source addresses)", f"{clients} ({'127.0.0.10+' if many else 'one'})"),
+        ("quiet / flood seconds", f"{quiet_s:g} / {flood_s:g}"),
+        ("sign-in answers during the flood", dict(sorted(statuses.items()))),
+        ("verdicts quiet / flood", f"{quiet_ms.size} / {flood_ms.size}"),
+        ("latency p50 quiet / flood ms", f"{np.median(quiet_ms):.1f} / {np.median(flood_ms):.1f}"),
+        ("latency p99 quiet / flood ms", f"{p99['quiet']:.1f} / {p99['flood']:.1f}"),
+        ("error verdicts quiet / flood", f"{quiet_errors} / {flood_errors}"),
+        ("another client's sign-in after the flood", other_user_code),
+        ("criterion met (p99 within 2x, no extra errors)", "yes" if ok else "NO"),
+    ]))
+    return {"clients": clients, "statuses": dict(statuses), "p99_ms": p99,
+            "verdicts": [int(quiet_ms.size), int(flood_ms.size)],
+            "errors": [quiet_errors, flood_errors], "pass": ok}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def can_bind(address: str) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -568,6 +685,12 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--cameras", type=int, default=2)
     p.add_argument("--keep", type=Path)
+    p = sub.add_parser("login", help="a sign-in flood against the web UI of inspector run")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--quiet", type=float, default=20.0, help="seconds measured before it")
+    p.add_argument("--seconds", type=float, default=60.0, help="seconds of flood")
+    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--keep", type=Path)
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; drill {args.drill}", flush=True)
     if args.drill == "hostile":
@@ -576,8 +699,10 @@ def main() -> int:
         row = cameras(args.ids, args.side)
     elif args.drill == "kill9":
         row = kill9(args.kills, args.low, args.high, args.seed, args.keep)
-    else:
+    elif args.drill == "sigterm":
         row = sigterm(args.overload, args.seconds, args.cameras, args.keep)
+    else:
+        row = login(args.clients, args.quiet, args.seconds, args.fps, args.keep)
     if args.json:
         args.json.write_text(json.dumps(row, indent=2, default=str) + "\n")
     return 0 if row["pass"] else 1

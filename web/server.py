@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -36,6 +37,33 @@ MAX_HEADER_BYTES = 32 * 1024
 OUTBUF_HIGH_WATERMARK = 4 * 2**20
 
 
+# Web threads run at a lower CPU priority than inspection (Linux schedules threads on their
+# own): a flood of requests, even refused ones, then takes the cores inspection leaves idle
+# instead of delaying verdicts. The UI can wait a few milliseconds; a verdict should not.
+WEB_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WEB_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not permitted: normal priority
+        logger.debug("web thread keeps its normal priority")
+
+
+def yielding_to_inspection(app: Any) -> Any:
+    """``app`` as a WSGI callable that lowers each serving thread's priority on its first
+    request (waitress makes its worker threads itself)."""
+    lowered = threading.local()
+
+    def serve(environ: dict, start_response: Any) -> Any:
+        if not getattr(lowered, "done", False):
+            _lower_priority()
+            lowered.done = True
+        return app(environ, start_response)
+
+    return serve
+
+
 def server_options() -> dict[str, Any]:
     """waitress's bounds, each stated above with its reason."""
     return {
@@ -62,8 +90,8 @@ class WebServer:
 
     def __init__(self, config: Config, store: Store, live: Any = None) -> None:
         self.app = create_app(config, store, live)
-        self._server = create_server(self.app, host=config.web.host, port=config.web.port,
-                                     **server_options())
+        self._server = create_server(yielding_to_inspection(self.app), host=config.web.host,
+                                     port=config.web.port, **server_options())
         self.url = f"http://{config.web.host}:{self._server.effective_port}/"
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
 
@@ -72,6 +100,7 @@ class WebServer:
         logger.info("web UI on %s", self.url)
 
     def _serve(self) -> None:
+        _lower_priority()  # the thread that accepts connections and reads requests
         try:
             self._server.run()
         except Exception:  # the UI may die; the line keeps inspecting

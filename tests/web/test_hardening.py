@@ -11,6 +11,7 @@ import io
 import os
 import socket
 import stat
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import web.server
 from inspector.config import parse_config
 from web import create_app
 from web.live import MAX_STREAMS
-from web.server import WebServer
+from web.server import WEB_NICENESS, WebServer, yielding_to_inspection
 
 from .webutil import (
     PASSWORDS,
@@ -319,3 +320,19 @@ def test_an_empty_or_damaged_secret_key_file_is_replaced(tmp_path: Path,
         assert again.config["SECRET_KEY"] == key  # a good key is kept across restarts
     finally:
         store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priority is Linux's")
+def test_web_threads_serve_at_a_lower_priority_than_inspection() -> None:
+    seen: list[int] = []
+
+    def app(environ: dict, start_response: object) -> list[bytes]:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return [b""]
+
+    served = yielding_to_inspection(app)
+    thread = threading.Thread(target=lambda: [served({}, None) for _ in range(2)])
+    thread.start()
+    thread.join()
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [max(own, WEB_NICENESS)] * 2  # the serving thread only, and once
