@@ -568,7 +568,7 @@ def latencies(root: Path, since_ns: int, until_ns: int) -> tuple[np.ndarray, int
 
 
 def login(clients: int, quiet_s: float, flood_s: float, fps: float, keep: Path | None) -> Row:
-    from tests.web.webutil import HttpBrowser  # a browser-like client of a real server
+    from tests.web.webutil import HttpBrowser, can_bind  # clients of a real server
 
     with tempfile.TemporaryDirectory(dir=keep) as tmp:
         root = Path(tmp)
@@ -653,13 +653,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def can_bind(address: str) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((address, 0))
-        except OSError:
-            return False
-    return True
 
 
 # -- main ---------------------------------------------------------------------------------------

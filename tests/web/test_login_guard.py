@@ -5,7 +5,6 @@ flood a real waitress server over TCP."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,15 @@ from web.security import (
 )
 from web.server import WebServer
 
-from .webutil import PASSWORDS, HttpBrowser, csrf_token, filled_store, sign_in, web_config
+from .webutil import (
+    PASSWORDS,
+    HttpBrowser,
+    can_bind,
+    csrf_token,
+    filled_store,
+    sign_in,
+    web_config,
+)
 
 
 class CheckCounter:
@@ -181,19 +188,12 @@ def test_password_checks_beyond_the_bound_are_refused_not_queued() -> None:
         pass
 
 
-def _can_bind(address: str) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((address, 0))
-        except OSError:
-            return False
-    return True
 
 
 def test_login_flood_is_refused_bounded_and_leaves_other_users_in(
     tmp_path: Path, checks: CheckCounter
 ) -> None:
-    if not _can_bind("127.0.0.2"):
+    if not can_bind("127.0.0.2"):
         pytest.skip("needs the whole 127.0.0.0/8 loopback (Linux) for several client addresses")
     store = filled_store(tmp_path / "store")
     server = WebServer(web_config(tmp_path / "store", host="127.0.0.1"), store)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -111,3 +112,13 @@ class HttpBrowser:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def can_bind(address: str) -> bool:
+    """Whether this host may use ``address`` as a source (all of 127.0.0.0/8 on Linux)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
