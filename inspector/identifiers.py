@@ -39,7 +39,8 @@ def check_part_id(value: Any, field: str = "part_id") -> str | None:
         raise ValueError(f"{field} must be null or 1-{MAX_PART_ID} characters, got "
                          f"{shown(value)}")
     # Control characters forge log lines and CSV rows; lone surrogates cannot be stored.
-    if not value.isprintable() or not _encodable(value):
+    # Neither is printable (categories Cc and Cs).
+    if not value.isprintable():
         raise ValueError(f"{field} must be printable UTF-8 text, got {shown(value)}")
     return value
 
@@ -51,14 +52,6 @@ def check_counter(value: Any, field: str) -> int:
             or not 0 <= value <= MAX_COUNTER):
         raise ValueError(f"{field} must be an integer in 0..2^63-1, got {shown(value)}")
     return int(value)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def shown(value: Any) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -11,6 +10,7 @@ from waitress.server import create_server
 
 from inspector.config import Config
 from inspector.store import Store
+from inspector.threads import lower_priority
 from web import MAX_REQUEST_BYTES, create_app
 from web.auth import ROLES, add_user
 from web.live import MAX_STREAMS
@@ -44,9 +44,7 @@ WEB_NICENESS = 10
 
 
 def _lower_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WEB_NICENESS)
-    except (AttributeError, OSError):  # not Linux, or not permitted: normal priority
+    if not lower_priority(WEB_NICENESS):  # not Linux, or not permitted: normal priority
         logger.debug("web thread keeps its normal priority")
 
 

@@ -44,9 +44,8 @@ class TriggerReceiver:
             part_id = check_part_id(message.get("part_id"))
         except Exception as exc:  # anything at all (RecursionError too): one bad message
             self.malformed += 1
-            self._log.warning("trigger", "dropped malformed trigger: %s",
-                              shown(str(exc)) if isinstance(exc, ValueError | TypeError)
-                              else type(exc).__name__)
+            self._log.warning("trigger", "dropped malformed trigger: %s: %s",
+                              type(exc).__name__, shown(str(exc)))
             return None
         return camera, part_id
 

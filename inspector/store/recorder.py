@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from inspector.store.images import keeps_images
 from inspector.store.records import InspectionRecord, check_record
 from inspector.store.retention import RetentionPolicy
 from inspector.store.store import Store
+from inspector.threads import lower_priority
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +126,6 @@ class Recorder(threading.Thread):
 
     def submit(self, record: InspectionRecord) -> None:
         """Queue one record; never blocks on the store (see the module docstring)."""
-        try:
-            check_record(record)  # a record the store would refuse must not sink its batch
-        except ValueError as exc:
-            with self._cond:
-                self.failed += 1
-            self._log.warning("refused", "record refused, not written: %s", exc)
-            return
         if record.frame is not None and not keeps_images(record, self._rate):
             record = _without_images(record)  # the store would not keep its pictures
         with self._cond:
@@ -297,7 +290,9 @@ class Recorder(threading.Thread):
                 self._alarm = None
 
     def _write(self, batch: list[_Item]) -> bool:
-        records = [item.record for item in batch]
+        records = self._storable([item.record for item in batch])
+        if not records:
+            return True
         for attempt in (1, 2):
             try:
                 self.store.add_inspections(records, pass_sample_rate=self._rate)
@@ -310,17 +305,31 @@ class Recorder(threading.Thread):
                 if attempt == 1:
                     time.sleep(_RETRY_PAUSE_S)
             else:
-                self.recorded += len(batch)
+                self.recorded += len(records)
                 self.max_lag_s = max(self.max_lag_s, time.monotonic() - batch[0].submitted)
                 if self._failing:
                     logger.info("the store writes again after %d failed batches", self._failing)
                     self._failing = 0
                 return True
         self._failing += 1
-        self.failed += len(batch)
+        self.failed += len(records)
         logger.error("gave up on %d records: the store failed twice (%d failed in all)",
-                     len(batch), self.failed)
+                     len(records), self.failed)
         return False
+
+    def _storable(self, records: list[InspectionRecord]) -> list[InspectionRecord]:
+        """The records the store will take: one it would refuse must not sink its batch.
+        Checked here, on the recorder's thread, not in ``submit`` on the inspection's."""
+        storable = []
+        for record in records:
+            try:
+                check_record(record)
+            except ValueError as exc:
+                self.failed += 1
+                self._log.warning("refused", "record refused, not written: %s", exc)
+            else:
+                storable.append(record)
+        return storable
 
     def _abandon(self) -> None:
         """The thread ends with records left: count them once, instead of failing them batch
@@ -345,9 +354,5 @@ class Recorder(threading.Thread):
 
     def _set_priority(self) -> None:
         """Apply ``niceness`` to this thread (Linux schedules threads on their own)."""
-        if not self.niceness:
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
-        except (AttributeError, OSError):  # not Linux, or not permitted
+        if self.niceness and not lower_priority(self.niceness):
             logger.debug("recorder thread keeps its normal priority")
