@@ -10,6 +10,7 @@ caller can catch everything of ours in one clause and still tell the kinds apart
     ├── SourceError          a camera source that cannot open or read
     │   └── SourceUnavailable  an optional backend (e.g. GenICam) is not installed
     ├── ModelError           a model that cannot be loaded, verified or run here
+    │   └── UnknownModel       no such model in the registry
     └── ImageError           an image file or array the detector cannot take
 """
 
@@ -47,6 +48,10 @@ class SourceUnavailable(SourceError):
 
 class ModelError(InspectorError):
     """A model cannot be loaded, verified or run (missing provider, bad hash, bad input)."""
+
+
+class UnknownModel(ModelError):
+    """No model of that name (or sha256) is kept in the model registry."""
 
 
 class ImageError(InspectorError):

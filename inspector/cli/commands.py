@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from inspector import __version__
-from inspector.config import Config, check_runnable, load_config
+from inspector.cli.setup import EXIT_USAGE, load_logged_config
+from inspector.config import check_runnable, load_config
 from inspector.errors import ConfigError, InspectorError
 from inspector.logs import setup_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,22 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     samples.add_argument("--seed", type=int, default=0)
     samples.set_defaults(handler=_make_samples)
 
+    from inspector.cli.loop import add_loop_commands
     from inspector.cli.model import add_model_commands
 
     add_model_commands(commands)
+    add_loop_commands(commands)
     return parser
 
 
 def _print_config_errors(exc: ConfigError) -> None:
     for problem in exc.problems:
         print(f"{exc.source}: {problem}", file=sys.stderr)
-
-
-def load_logged_config(path: Path, runnable: bool = False) -> Config:
-    """Load a config file (``runnable``: with the checks ``run`` needs) and set up logging."""
-    config = load_config(path, runnable=runnable)
-    setup_logging(config.logging.level, config.logging.file)
-    return config
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ from camera.sources import make_source
 from inspector.config import CameraConfig, Config, StorageConfig, check_runnable
 from inspector.errors import ConfigError
 from inspector.inspection.service import InspectionService, load_detector
+from inspector.loop import Registry
+from inspector.model import load_model
 from inspector.store import Recorder, RetentionPolicy, Store
 
 logger = logging.getLogger(__name__)
@@ -59,10 +61,11 @@ def run_pipeline(
     problems = check_runnable(config)  # the same checks as check-config, for every caller
     if problems:
         raise ConfigError(problems)
-    detector = load_detector(config, config.model.path)
     store = Store(config.storage.root)
-    store.register_model(detector.model.sha256, detector.card.name,
-                         detector.card.model_dump_json())
+    model, why = Registry(store).startup_model(load_model(config.model.path),
+                                               str(config.model.path))
+    logger.info("starting with model %s (%s…): %s", model.card.name, model.sha256[:12], why)
+    detector = load_detector(config, model)
     recorder = Recorder(store, retention_policy(config.storage))
     context = zmq.Context()
     service = InspectionService(config, detector, context, sinks=[recorder.submit])

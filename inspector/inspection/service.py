@@ -149,18 +149,23 @@ class InspectionService:
 
         def load() -> None:
             try:
-                detector = load_detector(self.config, model)
+                self.use_model(model)
             except InspectorError as exc:
                 logger.error("model swap refused: %s", exc)
-                return
-            with self._swap_lock:
-                self._incoming = detector
 
         loader = threading.Thread(target=load, name="model-loader", daemon=True)
         loader.start()
         if wait:
             loader.join()
         return loader
+
+    def use_model(self, model: str | Path | LoadedModel) -> Detector:
+        """Load and warm up ``model`` now (a ``ModelError`` when it cannot run here); it takes
+        over between two batches, so no frame is lost or scored twice."""
+        detector = load_detector(self.config, model)
+        with self._swap_lock:
+            self._incoming = detector
+        return detector
 
     def set_threshold(self, value: float, user: str | None = None) -> threading.Thread:
         """Decide with a new threshold from the next batch on (a copy of the model with an

@@ -1,11 +1,16 @@
-"""The models the store has seen: each with its card, and when it became the active one."""
+"""The models the store has seen: each with its card, where its files are kept, where it came
+from, and every change of the active model."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
-from inspector.store.db import Database
+from inspector.store.accounts import append_audit
+from inspector.store.db import Database, dumps
+
+ACTIVATIONS = ("start", "promote", "rollback")
 
 
 class ModelRegistry:
@@ -13,17 +18,24 @@ class ModelRegistry:
 
     _db: Database
 
-    def register_model(self, sha256: str, name: str, card_json: str, active: bool = True) -> None:
-        """Insert or update a model; ``active`` marks it in use from now."""
+    def register_model(self, sha256: str, name: str, card_json: str, active: bool = True,
+                       folder: str | None = None, origin: dict[str, Any] | None = None) -> None:
+        """Insert or update a model; ``active`` marks it in use from now. ``folder`` is where
+        the registry keeps its files (relative to the store's root), ``origin`` how it was
+        made (fit, import, refit: by whom, from which samples)."""
         json.loads(card_json)  # a card that is not JSON is a caller's bug: ValueError
         now = time.time_ns()
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO models (sha256, name, card_json, added_ns, active_from_ns)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET"
+                "INSERT INTO models (sha256, name, card_json, added_ns, active_from_ns, folder,"
+                " origin_json) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET"
                 " name = excluded.name, card_json = excluded.card_json,"
-                " active_from_ns = COALESCE(excluded.active_from_ns, models.active_from_ns)",
-                (sha256, name, card_json, now, now if active else None),
+                " active_from_ns = COALESCE(excluded.active_from_ns, models.active_from_ns),"
+                " folder = COALESCE(excluded.folder, models.folder),"
+                " origin_json = CASE WHEN excluded.origin_json = '{}' THEN models.origin_json"
+                " ELSE excluded.origin_json END",
+                (sha256, name, card_json, now, now if active else None, folder,
+                 dumps(origin or {})),
             )
 
     def active_model(self) -> dict | None:
@@ -34,3 +46,33 @@ class ModelRegistry:
         card = json.loads(rows[0]["card_json"])
         return {"sha256": rows[0]["sha256"], "name": rows[0]["name"],
                 "threshold": card.get("threshold", {}).get("value")}
+
+    def models(self) -> list[dict]:
+        """Every model the store knows, newest first, with its origin decoded."""
+        rows = self._db.query("SELECT sha256, name, card_json, added_ns, active_from_ns, folder,"
+                              " origin_json FROM models ORDER BY added_ns DESC, sha256")
+        return [{**dict(row), "origin": json.loads(row["origin_json"])} for row in rows]
+
+    def record_activation(self, sha256: str, action: str, user: str | None,
+                          detail: dict[str, Any] | None = None) -> None:
+        """The model ``sha256`` is the active one from now: kept in the activation history
+        and, unless it is a plain start, in the audit log, in one transaction."""
+        if action not in ACTIVATIONS:
+            raise ValueError(f"action must be one of {ACTIVATIONS}, got {action!r}")
+        now = time.time_ns()
+        detail = detail or {}
+        with self._db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM models WHERE sha256 = ?", (sha256,)).fetchone() is None:
+                raise KeyError(sha256)
+            conn.execute("INSERT INTO activations (sha256, at_ns, user, action, detail_json)"
+                         " VALUES (?, ?, ?, ?, ?)", (sha256, now, user, action, dumps(detail)))
+            conn.execute("UPDATE models SET active_from_ns = ? WHERE sha256 = ?", (now, sha256))
+            if action != "start":
+                append_audit(conn, "model", {"action": action, "sha256": sha256, **detail},
+                             user, now)
+
+    def activations(self, limit: int = 100) -> list[dict]:
+        """The latest changes of the active model, newest first."""
+        rows = self._db.query("SELECT id, sha256, at_ns, user, action, detail_json"
+                              " FROM activations ORDER BY id DESC LIMIT ?", (limit,))
+        return [{**dict(row), "detail": json.loads(row["detail_json"])} for row in rows]

@@ -104,8 +104,25 @@ _SCHEMA_V4 = """
 ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
 """
 
+# v5 (the model registry): where a kept model's files are and where it came from, and every
+# change of the active model (at start, promotion, rollback), so a rollback and a restart
+# know which model came before.
+_SCHEMA_V5 = """
+ALTER TABLE models ADD COLUMN folder TEXT;
+ALTER TABLE models ADD COLUMN origin_json TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE activations (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    user TEXT,
+    action TEXT NOT NULL CHECK(action IN ('start', 'promote', 'rollback')),
+    detail_json TEXT NOT NULL
+);
+CREATE INDEX activations_at ON activations(at_ns);
+"""
+
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
-    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
+    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
