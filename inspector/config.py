@@ -347,6 +347,7 @@ class WebConfig(_Strict):
     secret_key: str | None = None  # sessions; generated and kept under storage.root when unset
     idle_logout_minutes: Annotated[float, Field(gt=0)] = 30.0
     secure_cookies: bool = False  # set true when the UI is served over HTTPS
+    qa_can_promote: bool = False  # QA may promote and roll back models (admins always may)
     defect_types: list[Annotated[str, Field(min_length=1, max_length=40)]] = [
         "scratch", "dent", "spot", "crack", "missing_feature", "contamination", "other",
     ]  # keys 1-9 in the review page pick these in order

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import string
 import tempfile
 from pathlib import Path
 
@@ -19,3 +21,26 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+SECRET_HEX = 64  # characters of a generated secret: 32 random bytes
+
+
+def read_secret(path: Path) -> str | None:
+    """The hex secret kept in ``path``; None when there is none, or it is empty or damaged
+    (an old non-atomic write cut short). ``OSError`` when it cannot be read."""
+    try:
+        text = path.read_bytes().decode("ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    if len(text) == SECRET_HEX and all(c in string.hexdigits for c in text):
+        return text
+    return None
+
+
+def make_secret(path: Path) -> str:
+    """A new random hex secret written atomically to ``path`` (mode 0600: mkstemp's)."""
+    secret = secrets.token_hex(SECRET_HEX // 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, secret.encode("ascii"))
+    return secret

@@ -9,8 +9,6 @@ network beyond the box.
 from __future__ import annotations
 
 import logging
-import secrets
-import string
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +32,9 @@ from werkzeug.exceptions import HTTPException
 
 from inspector.config import Config
 from inspector.errors import ConfigError
-from inspector.files import write_atomic
+from inspector.files import make_secret, read_secret
+from inspector.local_api import API_TOKEN_FILE
+from inspector.loop import Registry
 from inspector.store import Store
 from web.security import LOGIN_MAX_BYTES
 
@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024  # forms and JSON here are small; anything larger is refused
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SECRET_KEY_HEX = 64  # characters of the generated key: 32 random bytes
 csrf = CSRFProtect()
 
 
@@ -58,14 +57,17 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.web.idle_logout_minutes),
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         WTF_CSRF_TIME_LIMIT=None,  # the session's idle timeout bounds it
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked by _check_csrf below, which knows tokens
         DEFECT_TYPES=list(config.web.defect_types[:9]),
         **overrides,
     )
     app.extensions["store"] = store
     app.extensions["live"] = live
     app.extensions["inspector_config"] = config
+    app.extensions["api_token"] = _api_token(Path(config.storage.root))
+    app.extensions["registry"] = Registry(store)
 
-    from web import admin, api, auth, live, media, operator, review, security, stats
+    from web import admin, api, auth, live, media, models, operator, review, security, stats
 
     app.extensions["login_lockout"] = security.Lockout()
     app.extensions["login_gate"] = security.HashGate()
@@ -83,14 +85,15 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     app.extensions["login_limiter"] = limiter
     csrf.init_app(app)
+    app.before_request(_check_csrf)
 
     # On the auth blueprint's POSTs (sign-in, sign-out), checked before CSRF reads the form.
     limiter.limit(security.LOGIN_RATE_PER_ADDRESS, methods=["POST"],
                   error_message="Too many sign-in attempts from this address; wait a minute.",
                   )(auth.bp)
-    for module in (auth, operator, review, admin, api, media, stats, live):
+    for module in (auth, operator, review, admin, api, media, stats, live, models):
         app.register_blueprint(module.bp)
-    for code in (413, 429, 503):
+    for code in (400, 403, 404, 409, 413, 429, 503):
         app.register_error_handler(code, _error_page)
 
     @app.get("/")
@@ -114,6 +117,13 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
         return response
 
     return app
+
+
+def _check_csrf() -> None:
+    """Every state change from a browser carries the CSRF token; requests with the local
+    API token (``web.auth``) carry no cookie, so they need none."""
+    if current_app.config["WTF_CSRF_ENABLED"] and not g.get("via_token"):
+        csrf.protect(apply_exemptions=True)
 
 
 def _guard_bodies() -> Any:
@@ -150,29 +160,30 @@ def _error_page(error: HTTPException) -> Any:
 
 
 def _secret_key(root: Path) -> str:
-    """A random key kept beside the store, so sessions survive a restart. Written
-    atomically; an empty or damaged file (an old non-atomic write cut short) is replaced
-    with a new key, which only signs everyone out."""
+    """A random key kept beside the store, so sessions survive a restart. An empty or
+    damaged file is replaced with a new key, which only signs everyone out."""
     path = root / "web_secret_key"
-    root.mkdir(parents=True, exist_ok=True)
-    key: str | None
     try:
-        key = path.read_bytes().decode("ascii", errors="replace").strip()
-    except FileNotFoundError:
-        key = None
+        key = read_secret(path)
     except OSError as exc:
         raise ConfigError([f"web.secret_key: cannot read {path} ({exc}); fix its "
                            "permissions or set web.secret_key"]) from exc
-    if key is not None and len(key) == SECRET_KEY_HEX and all(
-            c in string.hexdigits for c in key):
-        return key
     if key is not None:
+        return key
+    if path.exists():
         logger.warning("%s is empty or damaged; writing a new key (everyone signs in again)",
                        path)
-    key = secrets.token_hex(SECRET_KEY_HEX // 2)
     try:
-        write_atomic(path, key.encode("ascii"))  # a new file from mkstemp is mode 0600
+        return make_secret(path)
     except OSError as exc:
         raise ConfigError([f"web.secret_key: cannot write {path} ({exc}); make "
                            f"{root} writable or set web.secret_key"]) from exc
-    return key
+
+
+def _api_token(root: Path) -> str:
+    """The local API token (see ``web.auth``), made at the first start of the UI."""
+    path = root / API_TOKEN_FILE
+    try:
+        return read_secret(path) or make_secret(path)
+    except OSError as exc:
+        raise ConfigError([f"storage.root: cannot read or write {path} ({exc})"]) from exc

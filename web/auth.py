@@ -10,6 +10,7 @@ at a time, and the same hash cost for unknown names as for known ones.
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import secrets
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from inspector.store import Store
 from web.security import BUSY_RETRY_S, Busy, HashGate, Lockout, dummy_hash, safe_next
 
 ROLES = ("operator", "qa", "admin")
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 bp = Blueprint("auth", __name__)
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,10 @@ def load_user() -> None:
     """The signed-in user as ``g.user``, or None. ``create_app`` runs it before every other
     hook, so the body and CSRF guards know who is asking."""
     g.user = None
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        g.user = _local_admin(header.removeprefix("Bearer ").strip())
+        return
     name = session.get("user")
     if not name:
         return
@@ -67,6 +73,23 @@ def load_user() -> None:
         session.permanent = True  # refreshed each request: the idle timeout restarts
     else:
         session.clear()  # signed out elsewhere, reset or disabled: this cookie is done
+
+
+def _local_admin(token: str) -> dict[str, Any] | None:
+    """The box's own commands (``inspector promote``, ``rollback``) act as an admin with the
+    local API token, a secret file under the storage root: whoever can read it can change
+    the store directly anyway. Accepted from this host only, so a copied token is no use
+    from elsewhere (this host: loopback, or the one address the UI listens on); the token
+    carries no cookie a page could ride on, so no CSRF token."""
+    expected = current_app.extensions["api_token"]
+    here = LOOPBACK | {current_app.extensions["inspector_config"].web.host}
+    if not hmac.compare_digest(token.encode(), expected.encode()) or (
+            request.remote_addr not in here):
+        return None
+    g.via_token = True
+    actor = "".join(c for c in request.headers.get("X-Inspector-Actor", "")[:32]
+                    if c.isalnum() or c in "-_.")
+    return {"name": f"local:{actor or 'cli'}", "role": "admin", "disabled": 0}
 
 
 def login_required(*roles: str) -> Callable:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from waitress.server import create_server
 
 from inspector.config import Config
+from inspector.files import write_atomic
+from inspector.local_api import WEB_URL_FILE
 from inspector.store import Store
 from inspector.threads import lower_priority
 from web import MAX_REQUEST_BYTES, create_app
@@ -91,11 +94,17 @@ class WebServer:
         self._server = create_server(yielding_to_inspection(self.app), host=config.web.host,
                                      port=config.web.port, **server_options())
         self.url = f"http://{config.web.host}:{self._server.effective_port}/"
+        self._url_file = Path(config.storage.root) / WEB_URL_FILE
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
         logger.info("web UI on %s", self.url)
+        try:  # where the box's own commands (inspector promote, rollback) find the API
+            write_atomic(self._url_file, self.url.encode())
+        except OSError as exc:
+            logger.warning("cannot write %s (%s); inspector promote will not find the UI",
+                           self._url_file, exc)
 
     def _serve(self) -> None:
         _lower_priority()  # the thread that accepts connections and reads requests

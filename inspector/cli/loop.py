@@ -1,5 +1,8 @@
-"""The closed loop's commands: ``models list|import|export`` (later refit, shadow, promote,
-rollback). Each opens the store named by the config, so they work beside a running box."""
+"""The closed loop's commands: ``models list|import|export``, ``promote`` and ``rollback``.
+
+The ``models`` actions open the store named by the config, so they work beside a running
+box; ``promote`` and ``rollback`` go through the running box's web API
+(``inspector.local_api``), so the model takes over between two frames."""
 
 from __future__ import annotations
 
@@ -29,6 +32,16 @@ def add_loop_commands(commands: Any) -> None:
     export.add_argument("--config", type=Path, required=True)
     export.set_defaults(handler=_models_export)
     models.set_defaults(handler=lambda _args: models.print_help() or 2)
+
+    promote = commands.add_parser("promote", help="make a kept model the active one on the "
+                                  "running box (through its web API)")
+    promote.add_argument("name", help="registry name (see `inspector models list`)")
+    promote.add_argument("--config", type=Path, required=True)
+    promote.set_defaults(handler=_promote)
+    rollback = commands.add_parser("rollback", help="go back to the model active before, on "
+                                   "the running box (through its web API)")
+    rollback.add_argument("--config", type=Path, required=True)
+    rollback.set_defaults(handler=_rollback)
 
 
 def _registry(config_path: Path) -> Any:
@@ -95,4 +108,26 @@ def _models_export(args: argparse.Namespace) -> int:
     finally:
         registry.store.close()
     print(f"exported {args.name} to {out}")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from inspector.cli.setup import load_logged_config
+    from inspector.local_api import call
+
+    root = load_logged_config(args.config).storage.root
+    # Naming the model on the command line is the explicit confirmation.
+    answer = call(root, "POST", f"/api/models/{args.name}/promote", {"confirm": args.name})
+    print(f"promoted {answer['promoted']} ({answer['sha256'][:12]}…); {answer['takes_effect']}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from inspector.cli.setup import load_logged_config
+    from inspector.local_api import call
+
+    root = load_logged_config(args.config).storage.root
+    answer = call(root, "POST", "/api/models/rollback", {})
+    print(f"rolled back to {answer['active']} ({answer['sha256'][:12]}…); "
+          f"{answer['takes_effect']}")
     return 0

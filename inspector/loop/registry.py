@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inspector.errors import ModelError, UnknownModel
 from inspector.model import LoadedModel, ModelCard, load_model, save_model
@@ -37,6 +37,12 @@ def check_model_name(name: Any) -> str:
         raise ValueError(f"a model name is 1-{MAX_NAME} of A-Z a-z 0-9 _ - . and starts with a "
                          f"letter or digit, got {name!r}"[:200])
     return name
+
+
+class Inspection(Protocol):
+    """What a switch needs of the running inspection (``InspectionService``)."""
+
+    def use_model(self, model: LoadedModel) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -169,13 +175,29 @@ class Registry:
         save_model(destination, model.card, model.onnx)
         return destination
 
-    def activate(self, key: str, action: str, user: str | None,
-                 detail: dict[str, Any] | None = None) -> LoadedModel:
-        """Record that the kept model ``key`` is active from now; returns it loaded, for the
-        caller to hand to the running inspection."""
+    def switch(self, key: str, action: str, user: str | None,
+               inspection: Inspection | None = None, detail: dict[str, Any] | None = None
+               ) -> Entry:
+        """Make the kept model ``key`` the active one (``action``: promote or rollback).
+
+        With a running ``inspection`` the model is loaded and warmed up first and takes over
+        between two batches, so no frame is lost; a model that cannot run here is refused
+        (``ModelError``) and nothing is recorded. Without one (the web UI alone) it becomes
+        the model the next run starts with."""
         model = self.load(key)
-        self.store.record_activation(model.sha256, action, user, detail)
-        return model
+        if inspection is not None:
+            inspection.use_model(model)
+        self.store.record_activation(model.sha256, action, user,
+                                     {"name": self.get(key).name, **(detail or {})})
+        return self.get(key)
+
+    def rollback(self, user: str | None, inspection: Inspection | None = None) -> Entry:
+        """Back to the model that was active before the current one."""
+        previous = self.previous()
+        if previous is None:
+            raise UnknownModel("no previous model to roll back to")
+        return self.switch(previous.name, "rollback", user, inspection,
+                           {"from": self.active_sha()})
 
     def startup_model(self, configured: LoadedModel, config_path: str | None = None
                       ) -> tuple[LoadedModel, str]:

@@ -104,7 +104,7 @@ def test_a_run_starts_with_the_promoted_model_until_the_config_changes(
     model, why = registry.startup_model(tiny)
     assert model.sha256 == tiny.sha256 and "config" in why
     registry.add(other, "candidate")
-    registry.activate("candidate", "promote", "qa1", {"why": "fewer false rejects"})
+    registry.switch("candidate", "promote", "qa1", detail={"why": "fewer false rejects"})
     model, why = registry.startup_model(tiny)  # a restart keeps the promotion
     assert model.sha256 == other.sha256 and "promoted" in why
     model, why = registry.startup_model(third)  # the integrator points the config elsewhere
@@ -116,7 +116,7 @@ def test_a_promoted_model_that_no_longer_loads_falls_back_to_the_config(
         registry: Registry, tiny: LoadedModel) -> None:
     registry.startup_model(tiny)
     registry.add(variant(tiny, 2.0), "candidate")
-    registry.activate("candidate", "promote", "qa1")
+    registry.switch("candidate", "promote", "qa1")
     (registry.folder / "candidate" / "model.onnx").write_bytes(b"damaged")
     model, why = registry.startup_model(tiny)
     assert model.sha256 == tiny.sha256 and "failed to load" in why
@@ -127,15 +127,17 @@ def test_rollback_returns_to_the_model_active_before(registry: Registry, tiny: L
     registry.startup_model(tiny)
     assert registry.previous() is None
     registry.add(variant(tiny, 2.0), "candidate")
-    registry.activate("candidate", "promote", "qa1")
+    registry.switch("candidate", "promote", "qa1")
     assert registry.previous().sha256 == tiny.sha256
-    registry.activate(registry.previous().name, "rollback", "admin")
+    assert registry.rollback("admin").sha256 == tiny.sha256
     assert registry.active_sha() == tiny.sha256
     actions = [(a["action"], a["user"]) for a in registry.store.activations()]
     assert actions == [("rollback", "admin"), ("promote", "qa1"), ("start", None)]
-    audited = [json.loads(a["detail_json"])["action"] for a in registry.store.audit_log(10)
+    audited = [json.loads(a["detail_json"]) for a in registry.store.audit_log(10)
                if a["action"] == "model"]
-    assert audited == ["rollback", "promote"]  # starts are not audited, changes are
+    assert [(a["action"], a["name"]) for a in audited] == [  # changes are audited, starts not
+        ("rollback", tiny.card.name), ("promote", "candidate")]
+    assert audited[0]["from"] == registry.get("candidate").sha256
 
 
 def test_activating_an_unknown_sha_is_refused(store: Store) -> None:
@@ -187,3 +189,36 @@ def test_models_commands_refuse_bad_input_clearly(config: Path, model_dir: Path,
     assert "model name" in capsys.readouterr().err
     assert main(["models", "list", "--config", str(config)]) == 0
     assert "no models yet" in capsys.readouterr().out
+
+
+class FakeInspection:
+    """The running inspection's side of a switch: what it was handed, or a refusal."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.used: list[str] = []
+
+    def use_model(self, model: LoadedModel) -> None:
+        if self.refuse:
+            raise ModelError("cannot run here")
+        self.used.append(model.sha256)
+
+
+def test_a_switch_hands_the_model_to_the_running_inspection_first(
+        registry: Registry, tiny: LoadedModel) -> None:
+    registry.startup_model(tiny)
+    registry.add(variant(tiny, 2.0), "candidate")
+    with pytest.raises(ModelError, match="cannot run"):
+        registry.switch("candidate", "promote", "qa1", FakeInspection(refuse=True))
+    assert registry.active_sha() == tiny.sha256  # refused: nothing recorded
+    running = FakeInspection()
+    registry.switch("candidate", "promote", "qa1", running)
+    registry.rollback("qa1", running)
+    assert running.used == [registry.get("candidate").sha256, tiny.sha256]
+
+
+def test_rollback_without_a_previous_model_is_refused(registry: Registry, tiny: LoadedModel
+                                                      ) -> None:
+    registry.startup_model(tiny)
+    with pytest.raises(UnknownModel, match="no previous model"):
+        registry.rollback("qa1")

@@ -1,0 +1,180 @@
+"""The Models page and API: listing, promoting with confirmation, rolling back, and the box's
+own commands acting through the local API token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from inspector.cli import main
+from inspector.local_api import API_TOKEN_FILE, WEB_URL_FILE
+from inspector.loop import Registry
+from inspector.model import LoadedModel, load_model, sha256_bytes
+from web import create_app
+from web.server import WebServer
+
+from .webutil import filled_store, sign_in, web_config
+
+
+class RecordingInspection:
+    """A running inspection's side of a switch: the models it was handed."""
+
+    def __init__(self) -> None:
+        self.used: list[str] = []
+
+    def use_model(self, model: LoadedModel) -> None:
+        self.used.append(model.sha256)
+
+
+def second(model: LoadedModel, name: str = "candidate") -> LoadedModel:
+    onnx = model.onnx + b"\0" * 7  # other bytes, the same graph: another sha256
+    card = model.card.model_copy(update={"name": name, "onnx_sha256": sha256_bytes(onnx)})
+    return LoadedModel(card, onnx, model.path)
+
+
+@pytest.fixture
+def boxed(tmp_path: Path, model_dir: Path) -> Iterator[tuple[Flask, RecordingInspection, str]]:
+    """An app over a store whose registry keeps the running model and one candidate."""
+    store = filled_store(tmp_path / "store")
+    registry = Registry(store)
+    running = load_model(model_dir)
+    registry.startup_model(running)
+    registry.add(second(running), "candidate", origin={"kind": "refit", "by": "qa"})
+    inspection = RecordingInspection()
+    app = create_app(web_config(tmp_path / "store"), store, inspection)
+    yield app, inspection, running.sha256
+    store.close()
+
+
+def test_the_models_page_lists_kept_models_for_qa_only(boxed) -> None:
+    app, _, running = boxed
+    client = app.test_client()
+    sign_in(client, "operator")
+    assert client.get("/models").status_code == 403
+    assert client.get("/api/models").status_code == 403
+    client = app.test_client()
+    sign_in(client, "qa")
+    page = client.get("/models").get_data(as_text=True)
+    assert "candidate" in page and running[:12] in page and "refit by qa" in page
+    listing = client.get("/api/models").get_json()
+    assert listing["active"] == running
+    assert {m["name"]: m["active"] for m in listing["models"]}["candidate"] is False
+
+
+def test_promotion_needs_the_name_confirmed_and_an_admin(boxed) -> None:
+    app, inspection, running = boxed
+    qa = app.test_client()
+    token = sign_in(qa, "qa")
+    refused = qa.post("/api/models/candidate/promote", json={"confirm": "candidate"},
+                      headers={"X-CSRFToken": token})
+    assert refused.status_code == 403 and "admin" in refused.get_json()["error"]
+    admin = app.test_client()
+    token = sign_in(admin, "admin")
+    unconfirmed = admin.post("/api/models/candidate/promote", json={},
+                             headers={"X-CSRFToken": token})
+    assert unconfirmed.status_code == 400 and "confirm" in unconfirmed.get_json()["error"]
+    unknown = admin.post("/api/models/nope/promote", json={"confirm": "nope"},
+                         headers={"X-CSRFToken": token})
+    assert unknown.status_code == 404
+    assert inspection.used == []
+    done = admin.post("/api/models/candidate/promote", json={"confirm": "candidate"},
+                      headers={"X-CSRFToken": token})
+    assert done.status_code == 200 and done.get_json()["promoted"] == "candidate"
+    registry = app.extensions["registry"]
+    assert inspection.used == [registry.get("candidate").sha256]
+    assert registry.active_sha() == registry.get("candidate").sha256
+    audit = [json.loads(a["detail_json"]) for a in registry.store.audit_log(5)
+             if a["action"] == "model"]
+    assert audit[0]["action"] == "promote" and audit[0]["name"] == "candidate"
+    back = admin.post("/api/models/rollback", json={}, headers={"X-CSRFToken": token})
+    assert back.status_code == 200 and inspection.used[-1] == running
+
+
+def test_qa_may_promote_where_the_config_allows(tmp_path: Path, model_dir: Path) -> None:
+    store = filled_store(tmp_path / "store")
+    registry = Registry(store)
+    registry.startup_model(load_model(model_dir))
+    registry.add(second(load_model(model_dir)), "candidate")
+    app = create_app(web_config(tmp_path / "store", qa_can_promote=True), store, None)
+    qa = app.test_client()
+    token = sign_in(qa, "qa")
+    page = qa.get("/models/candidate/promote").get_data(as_text=True)
+    assert "Yes, promote candidate" in page
+    done = qa.post("/models/candidate/promote", data={"confirm": "candidate",
+                                                      "csrf_token": token})
+    assert done.status_code == 302
+    flashed = qa.get("/models").get_data(as_text=True)
+    assert "next `inspector run` starts with" in flashed  # no pipeline in this process
+    assert registry.active_sha() == registry.get("candidate").sha256
+    store.close()
+
+
+def test_a_page_post_without_its_csrf_token_is_refused(boxed) -> None:
+    app, inspection, _ = boxed
+    admin = app.test_client()
+    sign_in(admin, "admin")
+    assert admin.post("/models/rollback").status_code == 400
+    assert inspection.used == []
+
+
+def test_the_local_token_acts_as_admin_from_this_host_only(boxed) -> None:
+    app, inspection, running = boxed
+    root = app.extensions["registry"].store.root
+    token = (root / API_TOKEN_FILE).read_text()
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}", "X-Inspector-Actor": "ops <b>"}
+    answer = client.post("/api/models/candidate/promote", json={"confirm": "candidate"},
+                         headers=auth)  # no CSRF token: none is needed with the API token
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    registry = app.extensions["registry"]
+    assert registry.store.activations(1)[0]["user"] == "local:opsb"
+    elsewhere = client.post("/api/models/rollback", json={}, headers=auth,
+                            environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    assert elsewhere.status_code == 401
+    wrong = client.post("/api/models/rollback", json={},
+                        headers={"Authorization": "Bearer " + "0" * 64})
+    assert wrong.status_code == 401
+    assert registry.active_sha() != running and len(inspection.used) == 1
+    assert (root / API_TOKEN_FILE).stat().st_mode & 0o077 == 0
+
+
+def test_promote_and_rollback_commands_act_on_the_running_box(tmp_path: Path, model_dir: Path,
+                                                              capsys) -> None:
+    root = tmp_path / "store"
+    store = filled_store(root)
+    registry = Registry(store)
+    running = load_model(model_dir)
+    registry.startup_model(running)
+    registry.add(second(running), "candidate")
+    inspection = RecordingInspection()
+    config_path = tmp_path / "inspector.toml"
+    config_path.write_text(f'[storage]\nroot = "{root}"\n[web]\nport = 0\n')
+    config = web_config(root)
+    server = WebServer(config, store, inspection)
+    server.start()
+    try:
+        assert (root / WEB_URL_FILE).read_text() == server.url
+        assert main(["promote", "candidate", "--config", str(config_path)]) == 0
+        assert "promoted candidate" in capsys.readouterr().out
+        assert inspection.used == [registry.get("candidate").sha256]
+        assert main(["promote", "nope", "--config", str(config_path)]) == 1
+        assert "no model 'nope'" in capsys.readouterr().err
+        assert main(["rollback", "--config", str(config_path)]) == 0
+        assert inspection.used[-1] == running.sha256
+    finally:
+        server.close()
+    assert main(["rollback", "--config", str(config_path)]) == 1
+    assert "no web UI answers" in capsys.readouterr().err
+    store.close()
+
+
+def test_the_commands_say_when_no_box_has_run_here(tmp_path: Path, capsys) -> None:
+    config_path = tmp_path / "inspector.toml"
+    config_path.write_text(f'[storage]\nroot = "{tmp_path / "store"}"\n')
+    assert main(["rollback", "--config", str(config_path)]) == 1
+    assert "start `inspector run` first" in capsys.readouterr().err
+
