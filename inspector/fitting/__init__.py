@@ -12,8 +12,8 @@
 
 from inspector.fitting.anomalies import DEFECT_KINDS, SyntheticDefect, make_defect, make_defects
 from inspector.fitting.backbones import Backbone, load_backbone
-from inspector.fitting.fit import FitOptions, fit
+from inspector.fitting.fit import FitOptions, FitResult, fit
 from inspector.fitting.quantize import quantize_model
 
-__all__ = ["DEFECT_KINDS", "Backbone", "FitOptions", "SyntheticDefect", "fit", "load_backbone",
-           "make_defect", "make_defects", "quantize_model"]
+__all__ = ["DEFECT_KINDS", "Backbone", "FitOptions", "FitResult", "SyntheticDefect", "fit",
+           "load_backbone", "make_defect", "make_defects", "quantize_model"]

@@ -1,11 +1,26 @@
 """The closed loop: relabeled samples become a better model on the line.
 
 - ``registry``: the models the box knows (files under the store's root, provenance and
-  activations in its database); choosing the model a run starts with
-- ``refit``: a candidate fitted from the store's labeled good samples, as a background job
+  activations in its database); choosing the model a run starts with; promote, rollback
+- ``refit``: a candidate fitted from the store's labeled good samples
 - ``shadow``: a candidate scored beside the active model on the labeled history
+- ``jobs``: one background job at a time (a refit, a shadow run), at low priority, polled
 """
 
+from inspector.loop.jobs import Cancelled, JobRunner, JobRunning
+from inspector.loop.refit import (
+    MIN_REFIT_SAMPLES,
+    NotEnoughSamples,
+    RefitSamples,
+    options_from_card,
+    refit,
+    refit_job,
+    refit_samples,
+)
 from inspector.loop.registry import Entry, Registry, check_model_name
+from inspector.loop.shadow import NoLabeledHistory, ShadowReport, labeled_history, shadow_run
 
-__all__ = ["Entry", "Registry", "check_model_name"]
+__all__ = ["MIN_REFIT_SAMPLES", "Cancelled", "Entry", "JobRunner", "JobRunning",
+           "NoLabeledHistory", "NotEnoughSamples", "RefitSamples", "Registry", "ShadowReport",
+           "check_model_name", "labeled_history", "options_from_card", "refit", "refit_job",
+           "refit_samples", "shadow_run"]

@@ -10,6 +10,7 @@ since the last start: an integrator who points the config at a new model means i
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from inspector.errors import ModelError, UnknownModel
+from inspector.files import write_atomic
 from inspector.model import LoadedModel, ModelCard, load_model, save_model
 from inspector.store import Store
 
 logger = logging.getLogger(__name__)
 
 REGISTRY_DIR = "models"
+SHADOW_FILE = "shadow.json"  # in a kept model's folder: its latest shadow run's report
 MAX_NAME = 64
 # Names become folder names and URL parts: letters, digits, "_", "-", "."; not starting with
 # "." (hidden, and the registry's own temporary folders start with one).
@@ -166,6 +169,27 @@ class Registry:
                                   active=False, folder=relative, origin=origin or {})
         logger.info("model %s (%s…) kept in %s", name, model.sha256[:12], target)
         return self.get(name)
+
+    def save_shadow(self, key: str, report: dict[str, Any]) -> None:
+        """Keep ``report`` (``ShadowReport.to_json()``, plus when) as the model's figures on
+        the labeled history; the latest run replaces the one before."""
+        entry = self.get(key)
+        if entry.folder is None:
+            raise UnknownModel(f"model {entry.name} is not kept; nothing to attach a report to")
+        write_atomic(entry.folder / SHADOW_FILE, json.dumps(report, indent=1).encode())
+
+    def shadow(self, key: str) -> dict[str, Any] | None:
+        """The latest shadow report of ``key``, or None when it has had none."""
+        entry = self.get(key)
+        if entry.folder is None:
+            return None
+        try:
+            return json.loads((entry.folder / SHADOW_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            logger.warning("%s: shadow report unreadable (%s)", entry.folder / SHADOW_FILE, exc)
+            return None
 
     def export(self, key: str, destination: Path) -> Path:
         """Write the kept model ``key`` as a fitted-model folder at ``destination``."""

@@ -22,6 +22,7 @@ import numpy as np
 from inspector.errors import ImageError, InspectorError
 from inspector.evaluation import binary_report, roc_auc
 from inspector.imaging import read_image
+from inspector.loop.jobs import Cancelled
 from inspector.model import Detector, LoadedModel
 from inspector.store import Store
 
@@ -42,10 +43,6 @@ class NoLabeledHistory(InspectorError):
             why += f", {unreadable} stored frame(s) are unreadable"
         super().__init__(f"no labeled inspection with a stored frame to score ({why}); label "
                          "inspections whose frames were kept on the review pages")
-
-
-class Cancelled(InspectorError):
-    """The shadow run was stopped on request (``should_stop``)."""
 
 
 def _frame_path(store: Store, rel: str | None) -> Path | None:

@@ -12,9 +12,9 @@ import pytest
 from camera.synthetic import DEFECT_TYPES
 from inspector.errors import InspectorError
 from inspector.imaging import list_images, read_image
+from inspector.loop import Cancelled
 from inspector.loop.shadow import (
     CURVE_POINTS,
-    Cancelled,
     NoLabeledHistory,
     ShadowReport,
     labeled_history,
