@@ -34,7 +34,6 @@ from inspector.config import Config
 from inspector.errors import ConfigError
 from inspector.files import make_secret, read_secret
 from inspector.local_api import API_TOKEN_FILE
-from inspector.loop import Registry
 from inspector.store import Store
 from web.security import LOGIN_MAX_BYTES
 
@@ -65,6 +64,8 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     app.extensions["live"] = live
     app.extensions["inspector_config"] = config
     app.extensions["api_token"] = _api_token(Path(config.storage.root))
+    from inspector.loop import Registry  # not at the top: `inspector --help` would load ONNX
+
     app.extensions["registry"] = Registry(store)
 
     from web import admin, api, auth, live, media, models, operator, review, security, stats
