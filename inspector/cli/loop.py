@@ -1,4 +1,5 @@
-"""The closed loop's commands: ``models list|import|export``, ``promote`` and ``rollback``.
+"""The closed loop's commands: ``models list|import|export``, ``refit``, ``shadow``,
+``promote`` and ``rollback``.
 
 The ``models`` actions open the store named by the config, so they work beside a running
 box; ``promote`` and ``rollback`` go through the running box's web API
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,25 @@ def add_loop_commands(commands: Any) -> None:
     export.set_defaults(handler=_models_export)
     models.set_defaults(handler=lambda _args: models.print_help() or 2)
 
+    refit = commands.add_parser("refit", help="fit a candidate from the store's labeled good "
+                                "frames, the way the active model was fitted")
+    refit.add_argument("--config", type=Path, required=True)
+    refit.add_argument("--out", required=True, metavar="NAME", help="the candidate's name")
+    refit.add_argument("--cameras", type=_cameras, help="comma-separated (default: all)")
+    refit.add_argument("--since", type=_since, metavar="WHEN",
+                       help="only frames since: a date (2026-12-01), a time, or 48h / 7d ago")
+    refit.add_argument("--include-passes", action="store_true",
+                       help="also fit on unlabeled passes that kept a frame")
+    refit.set_defaults(handler=_refit)
+    shadow = commands.add_parser("shadow", help="score a candidate beside the active model on "
+                                 "the labeled history")
+    shadow.add_argument("candidate", help="a kept model's name, or a model folder")
+    shadow.add_argument("--config", type=Path, required=True)
+    shadow.add_argument("--cameras", type=_cameras, help="comma-separated (default: all)")
+    shadow.add_argument("--since", type=_since, metavar="WHEN", help="as for refit")
+    shadow.add_argument("--json", type=Path, metavar="OUT", help="write the whole report here")
+    shadow.set_defaults(handler=_shadow)
+
     promote = commands.add_parser("promote", help="make a kept model the active one on the "
                                   "running box (through its web API)")
     promote.add_argument("name", help="registry name (see `inspector models list`)")
@@ -42,6 +63,86 @@ def add_loop_commands(commands: Any) -> None:
                                    "the running box (through its web API)")
     rollback.add_argument("--config", type=Path, required=True)
     rollback.set_defaults(handler=_rollback)
+
+
+def _cameras(text: str) -> list[str]:
+    from inspector.identifiers import check_camera_id
+
+    try:
+        return [check_camera_id(c.strip()) for c in text.split(",") if c.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_UNITS = {"h": 3600, "d": 86400}
+
+
+def _since(text: str) -> int:
+    """A time in ns: ``48h`` / ``7d`` ago, or an ISO date or time (UTC unless it says)."""
+    text = text.strip()
+    try:
+        if text[-1:] in _UNITS:
+            return time.time_ns() - int(float(text[:-1]) * _UNITS[text[-1]] * 1e9)
+        when = datetime.fromisoformat(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r}; give a date (2026-12-01), a time or 48h / 7d") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1e9)
+
+
+def _progress(stage: str, fraction: float | None = None) -> None:
+    if sys.stderr.isatty():
+        shown = "" if fraction is None else f" {fraction:4.0%}"
+        print(f"\r{stage}{shown}\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _refit(args: argparse.Namespace) -> int:
+    import getpass
+
+    from inspector.loop import refit_candidate
+
+    registry = _registry(args.config)
+    try:
+        entry = refit_candidate(registry, args.out, f"cli:{getpass.getuser()}",
+                                cameras=args.cameras, since_ns=args.since,
+                                include_passes=args.include_passes, report=_progress)
+    finally:
+        registry.store.close()
+    samples = entry.origin["samples"]
+    print(json.dumps({"candidate": entry.name, "sha256": entry.sha256,
+                      "from": entry.origin["from"], "threshold": entry.card.threshold.value,
+                      "labeled_good": samples["labeled_good"],
+                      "unlabeled_passes": samples["unlabeled_passes"],
+                      "lacking_frame": samples["lacking_frame"]}))
+    return 0
+
+
+def _shadow(args: argparse.Namespace) -> int:
+    from inspector.loop import shadow_candidate
+
+    registry = _registry(args.config)
+    try:
+        report = shadow_candidate(registry, args.candidate, cameras=args.cameras,
+                                  since_ns=args.since, report=_progress)
+    finally:
+        registry.store.close()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    before, after = report["before"], report["after"]
+    print(f"labeled frames scored: {report['labeled']} ({report['lacking_frame']} labeled "
+          f"lack a kept frame, {report['unreadable']} unreadable)")
+    print(f"{'':16}{'active ' + before['model']:>28}{'candidate ' + after['model']:>28}")
+    for key in ("false_rejects", "escapes", "rejects", "auroc", "threshold"):
+        b, a = before[key], after[key]
+        shown = [("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
+                 for v in (b, a)]
+        print(f"{key.replace('_', ' '):16}{shown[0]:>28}{shown[1]:>28}")
+    print(f"verdicts that would change: {len(report['changed'])}")
+    return 0
 
 
 def _registry(config_path: Path) -> Any:

@@ -4,9 +4,12 @@
   activations in its database); choosing the model a run starts with; promote, rollback
 - ``refit``: a candidate fitted from the store's labeled good samples
 - ``shadow``: a candidate scored beside the active model on the labeled history
+- ``candidates``: refit a candidate into the registry, shadow-run one (the page and CLI's one
+  code path)
 - ``jobs``: one background job at a time (a refit, a shadow run), at low priority, polled
 """
 
+from inspector.loop.candidates import active_model, as_job, refit_candidate, shadow_candidate
 from inspector.loop.jobs import Cancelled, JobRunner, JobRunning
 from inspector.loop.refit import (
     MIN_REFIT_SAMPLES,
@@ -14,13 +17,30 @@ from inspector.loop.refit import (
     RefitSamples,
     options_from_card,
     refit,
-    refit_job,
     refit_samples,
 )
 from inspector.loop.registry import Entry, Registry, check_model_name
 from inspector.loop.shadow import NoLabeledHistory, ShadowReport, labeled_history, shadow_run
 
-__all__ = ["MIN_REFIT_SAMPLES", "Cancelled", "Entry", "JobRunner", "JobRunning",
-           "NoLabeledHistory", "NotEnoughSamples", "RefitSamples", "Registry", "ShadowReport",
-           "check_model_name", "labeled_history", "options_from_card", "refit", "refit_job",
-           "refit_samples", "shadow_run"]
+__all__ = [
+    "MIN_REFIT_SAMPLES",
+    "Cancelled",
+    "Entry",
+    "JobRunner",
+    "JobRunning",
+    "NoLabeledHistory",
+    "NotEnoughSamples",
+    "RefitSamples",
+    "Registry",
+    "ShadowReport",
+    "active_model",
+    "as_job",
+    "check_model_name",
+    "labeled_history",
+    "options_from_card",
+    "refit",
+    "refit_candidate",
+    "refit_samples",
+    "shadow_candidate",
+    "shadow_run",
+]

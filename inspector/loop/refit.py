@@ -5,8 +5,6 @@ the current model was fitted.
   unlabeled passes), and how many labeled good ones have no frame left
 - ``options_from_card``: the ``FitOptions`` that made a model, read back from its card
 - ``refit``: fit the candidate into a folder, its provenance in ``card.metrics["refit"]``
-- ``refit_job``: the same as a ``JobRunner`` job (stages and a fraction, cancellable between
-  stages)
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from typing import Any
 
 from inspector.errors import InspectorError
 from inspector.fitting import FitOptions, FitResult, fit
-from inspector.loop.jobs import Cancelled, Report, ShouldStop
+from inspector.loop.jobs import Cancelled
 from inspector.model import ModelCard, save_model
 from inspector.store import Store
 
@@ -260,31 +258,3 @@ def refit(
     report("saved", 1.0)
     return result
 
-
-def refit_job(
-    store: Store,
-    card: ModelCard,
-    out_dir: Path,
-    *,
-    cameras: Sequence[str] | None = None,
-    since_ns: int | None = None,
-    include_passes: bool = False,
-    **overrides: Any,
-) -> Callable[[Report, ShouldStop], dict[str, Any]]:
-    """``refit`` as a job for ``JobRunner.start("refit", ...)``: it reads the samples on the
-    job's thread, and its result is a summary of the candidate (JSON-ready)."""
-    options_from_card(card, **overrides)  # a bad override fails here, not in the job
-
-    def job(report: Report, should_stop: ShouldStop) -> dict[str, Any]:
-        report("reading samples", 0.0)
-        samples = refit_samples(store, cameras=cameras, since_ns=since_ns,
-                                include_passes=include_passes)
-        result = refit(store, card, out_dir, samples=samples, progress=report,
-                       should_stop=should_stop, **overrides)
-        return {"out_dir": str(out_dir), "name": result.card.name,
-                "sha256": result.card.onnx_sha256, "from_sha256": card.onnx_sha256,
-                "threshold": result.card.threshold.value,
-                "fit_seconds": round(result.seconds.get("total", 0.0), 2),
-                "samples": samples.to_json()}
-
-    return job

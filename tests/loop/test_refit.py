@@ -5,73 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from inspector.errors import ImageError, InspectorError
 from inspector.fitting import FitOptions, fit
 from inspector.imaging import list_images
-from inspector.loop.jobs import Cancelled, JobRunner
+from inspector.loop.jobs import Cancelled
 from inspector.loop.refit import (
     MIN_REFIT_SAMPLES,
     NotEnoughSamples,
     RefitSamples,
     options_from_card,
     refit,
-    refit_job,
     refit_samples,
 )
 from inspector.model import Detector, ModelCard, load_model
 from inspector.store import Store
 from tests.conftest import TINY
-from tests.store.conftest import HOUR, NOW, record
-
-
-@pytest.fixture(scope="module")
-def frames(category: Path) -> list[np.ndarray]:
-    """16 different rendered parts (128 x 128), as the line would have stored them."""
-    paths = list_images(category / "train/good") + list_images(category / "test/good")
-    return [cv2.imread(str(p)) for p in paths]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "var") as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def card(model_dir: Path) -> ModelCard:
-    """The card of a real fit (tests/conftest.py: TINY options on the rendered parts)."""
-    return load_model(model_dir).card
-
-
-class Line:
-    """Writes inspections into a store the way the recorder does, and labels them."""
-
-    def __init__(self, store: Store, frames: list[np.ndarray]) -> None:
-        self.store = store
-        self.frames = frames
-        self.seq = 0
-
-    def add(self, verdict: str, label: str | None = None, *, frame: bool = True,
-            camera: str = "cam1", at: int = NOW, n: int = 1) -> list[int]:
-        records = []
-        for _ in range(n):
-            self.seq += 1
-            image = self.frames[self.seq % len(self.frames)] if frame else None
-            extra = {"error": "model failed", "score": None} if verdict == "error" else {}
-            records.append(record(self.seq, verdict, camera=camera, inspected_ns=at + self.seq,
-                                  frame=image, **extra))
-        ids = self.store.add_inspections(records)
-        if label is not None:
-            for inspection_id in ids:
-                self.store.add_label(inspection_id, label, "qa")
-        return ids
+from tests.loop.conftest import Line
+from tests.store.conftest import HOUR, NOW
 
 
 def image_path(store: Store, inspection_id: int) -> Path:
@@ -284,32 +239,3 @@ def test_a_frame_gone_before_the_fit_is_an_image_error(
     with pytest.raises(ImageError):
         refit(store, card, tmp_path / "candidate", samples=samples)
 
-
-def test_refit_as_a_background_job(store: Store, frames: list[np.ndarray], card: ModelCard,
-                                   tmp_path: Path) -> None:
-    line = Line(store, frames)
-    line.add("pass", "good", camera="cam1", n=MIN_REFIT_SAMPLES)
-    line.add("pass", "good", camera="cam2", n=3)
-    out = tmp_path / "candidate"
-    runner = JobRunner()
-    with pytest.raises(ValueError, match="no bogus"):  # refused before anything starts
-        refit_job(store, card, out, bogus=1)
-
-    runner.start("refit", refit_job(store, card, out, cameras=["cam1"], name="candidate"))
-    assert runner.wait(timeout=100)
-    status = runner.status()
-    assert status is not None
-    assert (status["state"], status["stage"], status["fraction"]) == ("done", "saved", 1.0)
-    model = load_model(out)
-    result = status["result"]
-    assert result["sha256"] == model.sha256 and result["name"] == "candidate"
-    assert result["samples"]["labeled_good"] == MIN_REFIT_SAMPLES
-    assert model.card.metrics["refit"]["cameras"] == ["cam1"]
-
-    # Too few of cam2: the job fails with the refusal's message, nothing is written.
-    runner.start("refit", refit_job(store, card, tmp_path / "cam2", cameras=["cam2"]))
-    assert runner.wait(timeout=30)
-    status = runner.status()
-    assert status is not None and status["state"] == "failed"
-    assert status["error"].startswith(f"a refit needs at least {MIN_REFIT_SAMPLES}")
-    assert not (tmp_path / "cam2").exists()
