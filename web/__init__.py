@@ -64,9 +64,11 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     app.extensions["live"] = live
     app.extensions["inspector_config"] = config
     app.extensions["api_token"] = _api_token(Path(config.storage.root))
-    from inspector.loop import Registry  # not at the top: `inspector --help` would load ONNX
+    # Not at the top: `inspector --help` would load ONNX.
+    from inspector.loop import JobRunner, Registry
 
     app.extensions["registry"] = Registry(store)
+    app.extensions["jobs"] = JobRunner()  # refits and shadow runs, one at a time
 
     from web import admin, api, auth, live, media, models, operator, review, security, stats
 

@@ -1,12 +1,16 @@
-"""The Models page and API: the models this box keeps, promoting one and rolling back.
+"""The Models page and API: the models this box keeps, refitting a candidate from the labeled
+history, its shadow run against the active model, promoting one and rolling back.
 
-Promotion is explicit: the request names the model it confirms (the page asks on a page of
-its own, with the model's figures on the labeled history). With ``inspector run`` the model
-takes over between two frames; with the UI alone it is the model the next run starts with.
+Refits and shadow runs are background jobs, one at a time (``JobRunner``), at a low CPU
+priority beside live inspection; the page polls their progress. Promotion is explicit: the
+request names the model it confirms (the page asks on a page of its own, with the model's
+figures on the labeled history). With ``inspector run`` the model takes over between two
+frames; with the UI alone it is the model the next run starts with.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,14 +28,33 @@ from flask import (
 )
 
 from inspector.errors import ModelError, UnknownModel
-from inspector.loop import Entry, Registry
+from inspector.identifiers import check_camera_id
+from inspector.loop import (
+    MIN_REFIT_SAMPLES,
+    Entry,
+    JobRunner,
+    JobRunning,
+    Registry,
+    as_job,
+    check_model_name,
+    refit_candidate,
+    refit_samples,
+    shadow_candidate,
+)
 from web.auth import login_required
+from web.params import float_arg
+
+MAX_SINCE_HOURS = 24 * 366 * 10.0  # ten years: "all the history", still a finite time
 
 bp = Blueprint("models", __name__)
 
 
 def registry() -> Registry:
     return current_app.extensions["registry"]
+
+
+def jobs() -> JobRunner:
+    return current_app.extensions["jobs"]
 
 
 def _may_promote() -> bool:
@@ -41,7 +64,13 @@ def _may_promote() -> bool:
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:
-    return {**entry.to_json(), "added": _time(entry.added_ns)}
+    shadow = registry().shadow(entry.name) if entry.folder is not None else None
+    summary = None if shadow is None else {
+        "at": _time(shadow["at_ns"]), "labeled": shadow["labeled"],
+        "changed": len(shadow["changed"]),
+        **{f"{side}_{key}": shadow[side][key] for side in ("before", "after")
+           for key in ("false_rejects", "escapes", "auroc")}}
+    return {**entry.to_json(), "added": _time(entry.added_ns), "shadow": summary}
 
 
 def _time(ns: int) -> str:
@@ -71,6 +100,63 @@ def _when(entry: Entry) -> str:
     return "it takes over from the next frame"
 
 
+def _scope(values: Any) -> dict[str, Any]:
+    """Which history a job reads: ``cameras`` (a list, or comma-separated) and
+    ``since_hours``; bad values are a 400 that says which."""
+    cameras = values.get("cameras") or None
+    if isinstance(cameras, str):
+        cameras = [c.strip() for c in cameras.split(",") if c.strip()] or None
+    if cameras is not None:
+        if not isinstance(cameras, list) or len(cameras) > 64:
+            abort(400, "cameras must be a list of at most 64 camera ids")
+        try:
+            cameras = [check_camera_id(c) for c in cameras]
+        except ValueError as exc:
+            abort(400, str(exc))
+    hours = float_arg({"since_hours": str(values.get("since_hours") or "")}, "since_hours",
+                      None, 0.0, MAX_SINCE_HOURS)
+    return {"cameras": cameras,
+            "since_ns": None if hours is None else time.time_ns() - int(hours * 3.6e12)}
+
+
+def _start(kind: str, job: Any, description: str) -> dict[str, Any]:
+    try:
+        jobs().start(kind, job, description)
+    except JobRunning as exc:
+        abort(409, str(exc))
+    return jobs().status()
+
+
+def _start_refit(values: Any) -> dict[str, Any]:
+    name = values.get("name")
+    try:
+        check_model_name(name)
+    except ValueError as exc:
+        abort(400, str(exc))
+    if any(e.name == name and e.folder is not None for e in registry().entries()):
+        abort(409, f"a model named {name!r} is already kept; choose another name")
+    include = values.get("include_passes") in (True, "on", "true", "1")
+    job = as_job(refit_candidate, registry(), name, g.user["name"], include_passes=include,
+                 **_scope(values))
+    return _start("refit", job, f"refit {name} by {g.user['name']}")
+
+
+def _start_shadow(name: str, values: Any) -> dict[str, Any]:
+    try:
+        entry = registry().get(name)
+    except UnknownModel as exc:
+        abort(404, str(exc))
+    job = as_job(shadow_candidate, registry(), entry.name, **_scope(values))
+    return _start("shadow", job, f"shadow run of {entry.name} by {g.user['name']}")
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "send a JSON object")
+    return body
+
+
 # -- pages --------------------------------------------------------------------------------
 
 @bp.get("/models")
@@ -80,8 +166,49 @@ def page() -> Any:
     entries = reg.entries()
     history = [{**a, "time": _time(a["at_ns"])} for a in reg.store.activations(20)]
     names = {e.sha256: e.name for e in entries}
+    samples = refit_samples(reg.store)
     return render_template("models.html", entries=[_entry_json(e) for e in entries],
                            previous=reg.previous(), history=history, names=names,
+                           may_promote=_may_promote(), samples=samples, job=jobs().status(),
+                           min_samples=MIN_REFIT_SAMPLES, pass_rate=_pass_rate())
+
+
+def _pass_rate() -> float:
+    return current_app.extensions["inspector_config"].storage.pass_sample_rate
+
+
+@bp.post("/models/refit")
+@login_required("qa")
+def refit_form() -> Any:
+    _start_refit(request.form)
+    flash(f"Refit of {request.form.get('name')} started; it runs beside inspection at low "
+          "priority.")
+    return redirect(url_for("models.page"))
+
+
+@bp.post("/models/<name>/shadow")
+@login_required("qa")
+def shadow_form(name: str) -> Any:
+    _start_shadow(name, request.form)
+    flash(f"Shadow run of {name} started.")
+    return redirect(url_for("models.page"))
+
+
+@bp.get("/models/<name>/shadow")
+@login_required("qa")
+def shadow_page(name: str) -> Any:
+    try:
+        entry = registry().get(name)
+    except UnknownModel as exc:
+        abort(404, str(exc))
+    report = registry().shadow(entry.name)
+    if report is None:
+        abort(404, f"{entry.name} has had no shadow run yet; start one on the Models page.")
+    changed = [{**c, "time": _time(c["inspected_ns"]),
+                "thumb_url": url_for("media.image", name=c["thumb_path"])
+                if c.get("thumb_path") else None} for c in report["changed"]]
+    return render_template("shadow.html", entry=_entry_json(entry), report=report,
+                           changed=changed, at=_time(report["at_ns"]),
                            may_promote=_may_promote())
 
 
@@ -94,6 +221,7 @@ def confirm_page(name: str) -> Any:
         abort(404, str(exc))
     active = next((e for e in registry().entries() if e.active), None)
     return render_template("promote.html", entry=_entry_json(entry),
+                           report=registry().shadow(entry.name),
                            active=None if active is None else _entry_json(active),
                            may_promote=_may_promote())
 
@@ -140,3 +268,48 @@ def promote(name: str) -> Any:
 def rollback() -> Any:
     entry = _switch("", "rollback", None)
     return jsonify(active=entry.name, sha256=entry.sha256, takes_effect=_when(entry))
+
+
+@bp.post("/api/models/refit")
+@login_required("qa")
+def start_refit() -> Any:
+    return jsonify(job=_start_refit(_json_body())), 202
+
+
+@bp.get("/api/models/refit/samples")
+@login_required("qa")
+def samples() -> Any:
+    """What a refit with these choices would fit on, before starting it."""
+    include = request.args.get("include_passes") in ("true", "1", "on")
+    chosen = refit_samples(registry().store, include_passes=include, **_scope(request.args))
+    return jsonify(**chosen.to_json(), describe=chosen.describe(), minimum=MIN_REFIT_SAMPLES)
+
+
+@bp.post("/api/models/<name>/shadow")
+@login_required("qa")
+def start_shadow(name: str) -> Any:
+    return jsonify(job=_start_shadow(name, _json_body())), 202
+
+
+@bp.get("/api/models/<name>/shadow")
+@login_required("qa")
+def shadow_report(name: str) -> Any:
+    try:
+        report = registry().shadow(registry().get(name).name)
+    except UnknownModel as exc:
+        abort(404, str(exc))
+    if report is None:
+        abort(404, f"{name} has had no shadow run yet")
+    return jsonify(report)
+
+
+@bp.get("/api/jobs")
+@login_required("qa")
+def job_status() -> Any:
+    return jsonify(job=jobs().status())
+
+
+@bp.post("/api/jobs/cancel")
+@login_required("qa")
+def cancel_job() -> Any:
+    return jsonify(cancelled=jobs().cancel())

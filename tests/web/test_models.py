@@ -3,21 +3,25 @@ own commands acting through the local API token."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 from flask import Flask
 
 from inspector.cli import main
+from inspector.imaging import list_images
 from inspector.local_api import API_TOKEN_FILE, WEB_URL_FILE
-from inspector.loop import Registry
+from inspector.loop import MIN_REFIT_SAMPLES, Registry
 from inspector.model import LoadedModel, load_model, sha256_bytes
 from web import create_app
 from web.server import WebServer
 
-from .webutil import filled_store, sign_in, web_config
+from .webutil import filled_store, record, sign_in, web_config
 
 
 class RecordingInspection:
@@ -178,3 +182,86 @@ def test_the_commands_say_when_no_box_has_run_here(tmp_path: Path, capsys) -> No
     assert main(["rollback", "--config", str(config_path)]) == 1
     assert "start `inspector run` first" in capsys.readouterr().err
 
+
+
+# -- refits and shadow runs as jobs ---------------------------------------------------------
+
+def _wait_for_job(client, timeout_s: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get("/api/jobs").get_json()["job"]
+        if job["state"] != "running":
+            return job
+        time.sleep(0.1)
+    raise AssertionError("the job did not end in time")
+
+
+@pytest.fixture
+def labeled(boxed, category: Path) -> tuple[Flask, list[int]]:
+    """The boxed app with 10 parts labeled good and 2 defects, with stored frames."""
+    app = boxed[0]
+    store = app.extensions["registry"].store
+    frames = [cv2.imread(str(p)) for p in list_images(category / "train/good")]
+    good = [record(100 + i, "pass", 0.5) for i in range(MIN_REFIT_SAMPLES)]
+    good = [dataclasses.replace(r, frame=frames[i % len(frames)]) for i, r in enumerate(good)]
+    ids = store.add_inspections([*good, record(200, "reject", 1.5), record(201, "reject", 1.5)])
+    for inspection_id in ids[:-2]:
+        store.add_label(inspection_id, "good", "qa")
+    for inspection_id in ids[-2:]:
+        store.add_label(inspection_id, "defect", "qa")
+    return app, ids
+
+
+def test_a_refit_and_a_shadow_run_from_the_page_s_api(labeled) -> None:
+    app, ids = labeled
+    qa = app.test_client()
+    token = sign_in(qa, "qa")
+    headers = {"X-CSRFToken": token}
+    preview = qa.get("/api/models/refit/samples").get_json()
+    assert (preview["labeled_good"], preview["enough"]) == (MIN_REFIT_SAMPLES, True)
+    started = qa.post("/api/models/refit", json={"name": "refit-1"}, headers=headers)
+    assert started.status_code == 202 and started.get_json()["job"]["kind"] == "refit"
+    busy = qa.post("/api/models/refit", json={"name": "refit-2"}, headers=headers)
+    job = _wait_for_job(qa)
+    assert job["state"] == "done", job["error"]
+    if busy.status_code != 202:  # the first job was still running: one at a time
+        assert busy.status_code == 409 and "is running" in busy.get_json()["error"]
+    entry = app.extensions["registry"].get("refit-1")
+    assert (entry.origin["by"], entry.active) == ("qa", False)
+
+    assert qa.post("/api/models/refit-1/shadow", json={},
+                   headers=headers).status_code == 202
+    assert _wait_for_job(qa)["state"] == "done"
+    report = qa.get("/api/models/refit-1/shadow").get_json()
+    assert report["labeled"] == len(ids) and report["before"]["sha256"] == boxed_sha(app)
+    page = qa.get("/models/refit-1/shadow").get_data(as_text=True)
+    assert "would change" in page and "false rejects" in page
+    assert "false rejects" in qa.get("/models").get_data(as_text=True)
+    assert "what it would change" not in qa.get("/models/refit-1/promote").get_data(as_text=True)
+
+
+def boxed_sha(app: Flask) -> str:
+    return app.extensions["registry"].active_sha()
+
+
+def test_jobs_refuse_bad_input_with_a_reason(labeled) -> None:
+    app, _ = labeled
+    qa = app.test_client()
+    headers = {"X-CSRFToken": sign_in(qa, "qa")}
+    for body, reason in [({"name": "../x"}, "model name"), ({}, "model name"),
+                         ({"name": "ok", "cameras": ["a/b"]}, "camera id"),
+                         ({"name": "ok", "cameras": "x" * 10}, None),
+                         ({"name": "ok", "since_hours": "nan"}, "finite"),
+                         ({"name": "candidate"}, "already kept")]:
+        answer = qa.post("/api/models/refit", json=body, headers=headers)
+        if reason is None:  # a comma-separated string is a list of one camera: accepted
+            assert answer.status_code == 202
+            _wait_for_job(qa)
+            continue
+        assert answer.status_code in (400, 409) and reason in answer.get_json()["error"], body
+    assert qa.post("/api/models/refit", data="[]", headers={
+        **headers, "Content-Type": "application/json"}).status_code == 400
+    assert qa.post("/api/models/nope/shadow", json={}, headers=headers).status_code == 404
+    assert qa.get("/api/models/candidate/shadow").status_code == 404  # none yet
+    assert qa.get("/models/candidate/shadow").status_code == 404
+    assert qa.post("/api/jobs/cancel", headers=headers).get_json() == {"cancelled": False}
