@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from flask import (
     Blueprint,
     abort,
     current_app,
     flash,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -18,8 +21,10 @@ from flask import (
 )
 
 from web.auth import ROLES, add_user, login_required
+from web.params import float_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+EFFECT_POINTS = 120  # thresholds on the curve a user moves along
 
 
 @bp.get("/")
@@ -34,7 +39,7 @@ def home() -> Any:
         card = live.detector.card
         model = {"name": card.name, "sha256": live.detector.model.sha256,
                  "threshold": card.threshold.value, "method": card.threshold.method,
-                 "can_rollback": live.previous is not None}
+                 "undo_to": live.previous.threshold if _threshold_undoable(live) else None}
     return render_template("admin.html", users=store.users(), audit=audit, roles=ROLES,
                            model=model)
 
@@ -57,18 +62,56 @@ def threshold() -> Any:
     return redirect(url_for("admin.home"))
 
 
+@bp.get("/threshold/effects")
+@login_required("admin")
+def threshold_effects() -> Any:
+    """What other thresholds would have done, before one is set: rejects among the last
+    ``hours`` of parts and false rejects and escapes on the labeled history, all from the
+    scores the running model gave (a threshold change keeps its hash, so they compare)."""
+    from inspector.evaluation import threshold_effects as effects
+
+    store = current_app.extensions["store"]
+    live = current_app.extensions["live"]
+    model = (store.active_model() if live is None else {
+        "sha256": live.detector.model.sha256, "name": live.detector.card.name,
+        "threshold": live.detector.threshold})
+    if model is None:
+        abort(404, "no model has scored parts here yet")
+    hours = float_arg(request.args, "hours", 24.0, 0.1, 24 * 366.0)
+    since = time.time_ns() - int(hours * 3.6e12)
+    recent = np.array([score for score, _ in store.model_scores(model["sha256"],
+                                                                 since_ns=since)])
+    labeled = store.model_scores(model["sha256"], labeled=True)
+    good = np.array([score for score, label in labeled if label == "good"])
+    defect = np.array([score for score, label in labeled if label == "defect"])
+    return jsonify(model=model, hours=hours, recent=int(recent.size),
+                   labeled={"good": int(good.size), "defect": int(defect.size)},
+                   effects=effects(good, defect, recent, points=EFFECT_POINTS,
+                                   include=(model["threshold"],)))
+
+
 @bp.post("/rollback")
 @login_required("admin")
 def rollback() -> Any:
+    """Undo the last threshold change. Model changes are rolled back on the Models page,
+    through the registry, so that a restart keeps what the line runs."""
     live = _running_pipeline()
-    before = live.detector.model.sha256
-    if not live.rollback():
-        flash("No previous model to go back to.")
+    if not _threshold_undoable(live):
+        flash("No threshold change to undo; model changes are rolled back on the Models page.")
         return redirect(url_for("admin.home"))
-    current_app.extensions["store"].audit("model", {"action": "rollback", "from": before},
-                                          g.user["name"])
-    flash("Rolled back to the previous model; it takes over with the next frame.")
+    before, restored = live.detector.threshold, live.previous.threshold
+    live.rollback()
+    current_app.extensions["store"].audit(
+        "threshold", {"model_sha256": live.detector.model.sha256, "previous": before,
+                      "threshold": restored, "undo": True}, g.user["name"])
+    flash(f"Threshold back to {restored:g}; it takes over with the next frame.")
     return redirect(url_for("admin.home"))
+
+
+def _threshold_undoable(live: Any) -> bool:
+    """The previous model is the running one with another threshold (same ONNX bytes)."""
+    previous = live.previous
+    return previous is not None and previous.model.sha256 == live.detector.model.sha256
 
 
 @bp.post("/users")

@@ -15,8 +15,13 @@ from inspector.evaluation.metrics import (
     pro_score,
     roc_auc,
 )
-from inspector.evaluation.threshold import f1_optimal, good_quantile_threshold, score_scale
+from inspector.evaluation.threshold import (
+    f1_optimal,
+    good_quantile_threshold,
+    score_scale,
+    threshold_effects,
+)
 
 __all__ = ["binary_report", "calibrate", "defect_images", "evaluate", "f1_optimal",
            "f1_optimal_threshold", "good_quantile_threshold", "load_category", "pixel_auroc",
-           "pro_score", "roc_auc", "score_scale"]
+           "pro_score", "roc_auc", "score_scale", "threshold_effects"]

@@ -77,3 +77,29 @@ def _finite(scores: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(scores)):
         raise ValueError(f"{name} holds NaN or infinite values")
     return scores
+
+
+def threshold_effects(good: np.ndarray, defect: np.ndarray, recent: np.ndarray | None = None,
+                      points: int = 50, include: tuple[float, ...] = ()) -> list[dict]:
+    """What thresholds across the scores' range would do, for a curve a user moves along:
+    at each, ``false_rejects`` (good scores at or above it), ``escapes`` (defect scores
+    below it) and, given ``recent`` scores of unlabeled parts, their ``rejects``.
+    ``points`` thresholds evenly spaced, plus the ``include`` ones (the current one)."""
+    good, defect = np.sort(np.asarray(good, float)), np.sort(np.asarray(defect, float))
+    recent_sorted = None if recent is None else np.sort(np.asarray(recent, float))
+    every = np.concatenate([good, defect, [] if recent_sorted is None else recent_sorted])
+    every = every[np.isfinite(every)]
+    if every.size == 0:
+        return []
+    thresholds = np.unique(np.concatenate([np.linspace(every.min(), every.max(), points),
+                                           np.asarray(include, float)]))
+    effects = []
+    for t in thresholds:
+        effect = {"threshold": float(t),
+                  "false_rejects": int(good.size - np.searchsorted(good, t, "left")),
+                  "escapes": int(np.searchsorted(defect, t, "left"))}
+        if recent_sorted is not None:
+            effect["rejects"] = int(recent_sorted.size - np.searchsorted(recent_sorted, t,
+                                                                         "left"))
+        effects.append(effect)
+    return effects

@@ -91,6 +91,7 @@ class InspectionService:
         self.detector = detector
         self.previous: Detector | None = None
         self._incoming: Detector | None = None
+        self._rolling_back = False  # the incoming model is the previous one coming back
         self._swap_lock = threading.Lock()
         self.swaps = 0
         self.sinks = list(sinks or [])
@@ -183,11 +184,12 @@ class InspectionService:
         return self.swap_model(LoadedModel(edited, current.model.onnx, current.model.path))
 
     def rollback(self) -> bool:
-        """Go back to the previous model (between two batches); False when there is none."""
+        """Go back to the previous model (between two batches); False when there is none.
+        Once back, there is no previous one: undoing twice must not re-apply the change."""
         with self._swap_lock:
             if self.previous is None:
                 return False
-            self._incoming = self.previous
+            self._incoming, self._rolling_back = self.previous, True
             return True
 
     def _take_incoming(self) -> None:
@@ -195,7 +197,8 @@ class InspectionService:
             incoming, self._incoming = self._incoming, None
             if incoming is None:
                 return
-            self.previous, self.detector = self.detector, incoming
+            self.previous = None if self._rolling_back else self.detector
+            self.detector, self._rolling_back = incoming, False
             self.swaps += 1
         logger.info("model %s (%s…) now inspecting", incoming.card.name,
                     incoming.model.sha256[:12])

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import ImageError, InspectorError
-from inspector.evaluation import binary_report, roc_auc
+from inspector.evaluation import binary_report, roc_auc, threshold_effects
 from inspector.imaging import read_image
 from inspector.loop.jobs import Cancelled
 from inspector.model import Detector, LoadedModel
@@ -139,16 +139,6 @@ class ShadowReport:
                 "curve": [dict(p) for p in self.curve]}
 
 
-def _curve(defect: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-    """False rejects and escapes at up to ``CURVE_POINTS`` thresholds over the score range."""
-    points = []
-    for t in np.unique(np.linspace(scores.min(), scores.max(), CURVE_POINTS)):
-        counts = _confusion(defect, scores, float(t))
-        points.append({"threshold": float(t), "false_rejects": counts["false_rejects"],
-                       "escapes": counts["escapes"]})
-    return points
-
-
 def shadow_run(
     store: Store,
     active: LoadedModel,
@@ -210,4 +200,5 @@ def shadow_run(
         labeled=len(scored), lacking_frame=lacking, unreadable=unreadable,
         before=Side.of(active, defect, before_scores),
         after=Side.of(candidate, defect, after_scores),
-        changed=changed, curve=_curve(defect, after_scores))
+        changed=changed,
+        curve=threshold_effects(after_scores[~defect], after_scores[defect], points=CURVE_POINTS))

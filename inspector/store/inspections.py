@@ -239,3 +239,19 @@ class Inspections:
             " FROM inspections WHERE inspected_ns >= ? AND score IS NOT NULL"
             " ORDER BY inspected_ns DESC LIMIT ?", (since_ns, int(limit)))
         return [tuple(r) for r in rows]
+
+    def model_scores(self, sha256: str, *, since_ns: int | None = None, labeled: bool = False,
+                     limit: int = 50_000) -> list[tuple[float, str | None]]:
+        """``(score, label)`` of the newest rows the model ``sha256`` scored (``labeled``:
+        only labeled ones), for what another threshold would have done: a threshold change
+        keeps the model's hash, so these scores are the ones it would compare."""
+        where = "model_sha256 = ? AND score IS NOT NULL"
+        params: list[Any] = [sha256]
+        if since_ns is not None:
+            where += " AND inspected_ns >= ?"
+            params.append(int(since_ns))
+        if labeled:
+            where += " AND label IS NOT NULL"
+        rows = self._db.query(f"SELECT score, label FROM inspections WHERE {where}"
+                              " ORDER BY inspected_ns DESC LIMIT ?", (*params, int(limit)))
+        return [(float(r[0]), r[1]) for r in rows]

@@ -450,5 +450,6 @@ def test_a_new_threshold_takes_over_between_frames_and_can_be_rolled_back(
     assert svc.rollback()
     sender.send(_part(0, "crack"), "cam1", 2, time.time_ns())
     assert collect.wait(2)[-1].verdict == "reject"
+    assert svc.previous is None and not svc.rollback()  # undone once, not re-applied
     with pytest.raises(ValueError, match="positive"):
         svc.set_threshold(-1)

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import pytest
@@ -18,6 +19,7 @@ from inspector.imaging import list_images
 from inspector.local_api import API_TOKEN_FILE, WEB_URL_FILE
 from inspector.loop import MIN_REFIT_SAMPLES, Registry
 from inspector.model import LoadedModel, load_model, sha256_bytes
+from inspector.store import SearchFilters
 from web import create_app
 from web.server import WebServer
 
@@ -265,3 +267,48 @@ def test_jobs_refuse_bad_input_with_a_reason(labeled) -> None:
     assert qa.get("/api/models/candidate/shadow").status_code == 404  # none yet
     assert qa.get("/models/candidate/shadow").status_code == 404
     assert qa.post("/api/jobs/cancel", headers=headers).get_json() == {"cancelled": False}
+
+
+# -- a threshold's consequences before it is set ----------------------------------------------
+
+class ScoringModel:
+    """The running model as the admin page reads it: its hash and threshold."""
+
+    def __init__(self, sha256: str, threshold: float) -> None:
+        card = SimpleNamespace(name="line-model", threshold=SimpleNamespace(
+            value=threshold, method="manual"))
+        self.detector = SimpleNamespace(model=SimpleNamespace(sha256=sha256), threshold=threshold,
+                                        card=card)
+        self.previous = None
+
+
+def test_the_admin_sees_what_a_threshold_would_do_before_setting_it(tmp_path: Path) -> None:
+    store = filled_store(tmp_path / "store")  # 12 rows scored by "ab"*32: 4 at 1.5, 8 at 0.5
+    ids = [row["id"] for row in store.search(SearchFilters(), 100)]
+    labels = dict(zip(ids[:6], ["good", "good", "good", "defect", "defect", "good"], strict=True))
+    for inspection_id, label in labels.items():
+        store.add_label(inspection_id, label, "qa")
+    other = record(99, "reject", 7.0)  # another model's score: not this model's consequence
+    store.add_inspections([dataclasses.replace(other, model_sha256="cd" * 32)])
+    app = create_app(web_config(tmp_path / "store"), store, ScoringModel("ab" * 32, 1.0))
+    admin = app.test_client()
+    sign_in(admin, "admin")
+    assert "What a threshold would do" in admin.get("/admin/").get_data(as_text=True)
+    data = admin.get("/admin/threshold/effects?hours=1").get_json()
+    assert data["recent"] == 12 and data["labeled"] == {"good": 4, "defect": 2}
+    scores = {row["id"]: row["score"] for row in store.search(SearchFilters(), 100)}
+    good = [scores[i] for i, label in labels.items() if label == "good"]
+    defect = [scores[i] for i, label in labels.items() if label == "defect"]
+    recent = [s for i, s in scores.items() if i in ids]
+    by_threshold = {round(e["threshold"], 9): e for e in data["effects"]}
+    assert 1.0 in by_threshold  # the current threshold is always a point of the curve
+    for t, effect in by_threshold.items():
+        assert effect["false_rejects"] == sum(s >= t for s in good)
+        assert effect["escapes"] == sum(s < t for s in defect)
+        assert effect["rejects"] == sum(s >= t for s in recent)
+    assert max(by_threshold) == 1.5  # the other model's 7.0 is not on this model's curve
+    qa = app.test_client()
+    sign_in(qa, "qa")
+    assert qa.get("/admin/threshold/effects").status_code == 403
+    assert admin.get("/admin/threshold/effects?hours=nan").status_code == 400
+    store.close()

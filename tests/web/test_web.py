@@ -235,11 +235,14 @@ def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
         client.post("/admin/threshold", data={"threshold": "-3", "csrf_token": token})
         service._take_incoming()
         assert service.detector.threshold == 9.5  # refused
-        assert "Roll back" in client.get("/admin/").text
+        assert "Undo the threshold change" in client.get("/admin/").text
         client.post("/admin/rollback", data={"csrf_token": token})
         service._take_incoming()
         assert service.detector.threshold == old
-        assert store.audit_log(1)[0]["action"] == "model"
+        undo = store.audit_log(1)[0]
+        assert undo["action"] == "threshold" and undo["detail"]["undo"] is True
+        assert undo["detail"]["threshold"] == old
+        assert "Undo the threshold change" not in client.get("/admin/").text  # once only
         qa = create_app(config, store, service).test_client()
         login(qa, "qa")
         assert qa.post("/admin/threshold", data={"threshold": "1",
