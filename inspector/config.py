@@ -313,6 +313,10 @@ class InspectionConfig(_Strict):
     workers: int | Literal["auto"] = "auto"
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # longest wait to fill a batch
     min_region_px: Annotated[int, Field(ge=1)] = 16  # smaller above-threshold blobs are noise
+    # Score drift (inspector.loop.drift): a camera's median score over its last drift_window
+    # parts, drift_limit of the way from the fit-time median to the threshold, is an alarm.
+    drift_window: Annotated[int, Field(ge=20, le=100_000)] = 200
+    drift_limit: Annotated[float, Field(gt=0, le=10)] = 0.5
 
     @field_validator("workers", mode="before")
     @classmethod

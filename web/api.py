@@ -205,7 +205,16 @@ def panel() -> Any:
         })
     queue = store.search(SearchFilters(unreviewed_rejects=True), limit=QUEUE_SIZE)
     return jsonify(cameras=tiles, queue=[row_json(r) for r in queue],
-                   queue_total=store.search_count(SearchFilters(unreviewed_rejects=True)))
+                   queue_total=store.search_count(SearchFilters(unreviewed_rejects=True)),
+                   alarms=current_alarms())
+
+
+def current_alarms() -> list[str]:
+    """What is wrong now that the people at the line should see: the store's (disk) and,
+    inside ``inspector run``, inspection's (capacity, a dead worker, score drift)."""
+    live = current_app.extensions["live"]
+    alarms = [_store().alarm] + (live.alarms() if live is not None else [])
+    return [alarm for alarm in alarms if alarm]
 
 
 @bp.get("/accounting")

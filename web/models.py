@@ -41,6 +41,7 @@ from inspector.loop import (
     refit_samples,
     shadow_candidate,
 )
+from web.api import current_alarms
 from web.auth import login_required
 from web.params import float_arg
 
@@ -170,6 +171,7 @@ def page() -> Any:
     return render_template("models.html", entries=[_entry_json(e) for e in entries],
                            previous=reg.previous(), history=history, names=names,
                            may_promote=_may_promote(), samples=samples, job=jobs().status(),
+                           alarms=current_alarms(),
                            min_samples=MIN_REFIT_SAMPLES, pass_rate=_pass_rate())
 
 

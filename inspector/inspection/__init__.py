@@ -10,10 +10,11 @@
 """
 
 from inspector.inspection.demo import DEMO_MODEL, demo_config
+from inspector.inspection.detectors import load_detector, thread_plan
 from inspector.inspection.pipeline import retention_policy, run_pipeline
 from inspector.inspection.preview import Preview
 from inspector.inspection.regions import find_regions
-from inspector.inspection.service import InspectionService, load_detector, thread_plan
+from inspector.inspection.service import InspectionService
 
 __all__ = ["DEMO_MODEL", "InspectionService", "Preview", "demo_config", "find_regions",
            "load_detector", "retention_policy", "run_pipeline", "thread_plan"]

@@ -23,7 +23,8 @@ from camera.capture import CaptureGroup
 from camera.sources import make_source
 from inspector.config import CameraConfig, Config, StorageConfig, check_runnable
 from inspector.errors import ConfigError
-from inspector.inspection.service import InspectionService, load_detector
+from inspector.inspection.detectors import load_detector
+from inspector.inspection.service import InspectionService
 from inspector.loop import Registry
 from inspector.model import load_model
 from inspector.store import Recorder, RetentionPolicy, Store
@@ -116,12 +117,9 @@ def run_pipeline(
 
 
 def _alarms(store: Store, recorder: Recorder, service: InspectionService) -> list[str]:
-    """What is wrong now: disk, recorder backlog, capacity, a dead inspection worker."""
-    alarms = [store.alarm, recorder.alarm, service.capacity_alarm()]
-    dead = service.dead_workers()
-    if dead:
-        alarms.append(f"inspection workers died: {', '.join(dead)}")
-    return [alarm for alarm in alarms if alarm]
+    """What is wrong now: disk, recorder backlog, and inspection's own (capacity, a dead
+    worker, score drift)."""
+    return [alarm for alarm in (store.alarm, recorder.alarm) if alarm] + service.alarms()
 
 
 def totals(group: CaptureGroup, service: InspectionService) -> dict[str, dict[str, Any]]:

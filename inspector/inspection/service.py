@@ -35,19 +35,18 @@ import zmq
 from inspector.bus import MAX_UNKNOWN_CAMERAS, Frame, FrameReceiver
 from inspector.config import Config, SyntheticCamera
 from inspector.errors import InspectorError
+from inspector.inspection.detectors import load_detector, thread_plan
 from inspector.inspection.load import CAPACITY_WINDOW_S, SATURATED, WorkerLoad
 from inspector.inspection.preview import Preview
 from inspector.inspection.regions import find_regions
 from inspector.inspection.verdicts import Result, Verdict
+from inspector.loop import DriftMonitor
 from inspector.model import (
     Detector,
     LoadedModel,
     Prediction,
     ScoreScale,
-    ThreadPlan,
     Threshold,
-    load_model,
-    plan_threads,
 )
 from inspector.outputs import ResultPublisher
 from inspector.store import InspectionRecord
@@ -56,20 +55,6 @@ logger = logging.getLogger(__name__)
 
 COUNTERS = ("inspected", "stale", "passed", "rejected", "errors")
 FAULT_PAUSE_S = 0.01
-
-
-def thread_plan(config: Config) -> ThreadPlan:
-    """Inspection workers and threads per model run for this config on this box."""
-    return plan_threads(config.inspection.workers, config.model.intra_op_threads,
-                        config.model.providers)
-
-
-def load_detector(config: Config, model: str | Path | LoadedModel) -> Detector:
-    """A warmed-up detector with the config's providers and the planned threads per run."""
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    detector = Detector(loaded, thread_plan(config).intra_op_threads, config.model.providers)
-    detector.warm_up()
-    return detector
 
 
 class InspectionService:
@@ -101,6 +86,8 @@ class InspectionService:
                                       config.bus.max_frame_bytes,
                                       known_cameras=[c.id for c in config.cameras])
         self.preview = Preview(len(config.cameras) + MAX_UNKNOWN_CAMERAS)
+        self.drift = DriftMonitor(config.inspection.drift_window, config.inspection.drift_limit,
+                                  len(config.cameras) + MAX_UNKNOWN_CAMERAS)
         self.counts: dict[str, Counter[str]] = {}
         self.faults = 0  # unforeseen failures a worker survived
         self._load = WorkerLoad()
@@ -230,6 +217,15 @@ class InspectionService:
             return (f"capacity: inspection busy {busy:.0%} of the last {window_s:.0f} s; "
                     "frames are dropped at capture")
         return None
+
+    def alarms(self) -> list[str]:
+        """What is wrong with inspection now: capacity, a dead worker, score drift."""
+        alarms = [self.capacity_alarm()]
+        dead = self.dead_workers()
+        if dead:
+            alarms.append(f"inspection workers died: {', '.join(dead)}")
+        alarms.extend(drift.message() for drift in self.drift.check(self.detector.card))
+        return [alarm for alarm in alarms if alarm]
 
     def dead_workers(self) -> list[str]:
         """Workers that ended while the service was not stopping (should be none; each
@@ -385,6 +381,8 @@ class InspectionService:
         document = result.document()
         self.publisher.publish(header.camera, document)
         self.preview.update(header.camera, record.frame, record.anomaly_map, document)
+        if prediction is not None and detector is not None:
+            self.drift.observe(header.camera, detector.model.sha256, prediction.score)
         for sink in self.sinks:
             sink(record)
 

@@ -6,10 +6,12 @@
 - ``shadow``: a candidate scored beside the active model on the labeled history
 - ``candidates``: refit a candidate into the registry, shadow-run one (the page and CLI's one
   code path)
+- ``drift``: score drift per camera against the fit-time scores, an alarm that clears itself
 - ``jobs``: one background job at a time (a refit, a shadow run), at low priority, polled
 """
 
 from inspector.loop.candidates import active_model, as_job, refit_candidate, shadow_candidate
+from inspector.loop.drift import Drift, DriftMonitor
 from inspector.loop.jobs import Cancelled, JobRunner, JobRunning
 from inspector.loop.refit import (
     MIN_REFIT_SAMPLES,
@@ -25,6 +27,8 @@ from inspector.loop.shadow import NoLabeledHistory, ShadowReport, labeled_histor
 __all__ = [
     "MIN_REFIT_SAMPLES",
     "Cancelled",
+    "Drift",
+    "DriftMonitor",
     "Entry",
     "JobRunner",
     "JobRunning",

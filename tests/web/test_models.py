@@ -35,6 +35,9 @@ class RecordingInspection:
     def use_model(self, model: LoadedModel) -> None:
         self.used.append(model.sha256)
 
+    def alarms(self) -> list[str]:
+        return ["score drift on cam1: the typical part scores 3 (fitted 2, threshold 4), up"]
+
 
 def second(model: LoadedModel, name: str = "candidate") -> LoadedModel:
     onnx = model.onnx + b"\0" * 7  # other bytes, the same graph: another sha256
@@ -66,6 +69,7 @@ def test_the_models_page_lists_kept_models_for_qa_only(boxed) -> None:
     sign_in(client, "qa")
     page = client.get("/models").get_data(as_text=True)
     assert "candidate" in page and running[:12] in page and "refit by qa" in page
+    assert "score drift on cam1" in page  # the alarm a QA engineer acts on with a refit
     listing = client.get("/api/models").get_json()
     assert listing["active"] == running
     assert {m["name"]: m["active"] for m in listing["models"]}["candidate"] is False
@@ -280,6 +284,9 @@ class ScoringModel:
         self.detector = SimpleNamespace(model=SimpleNamespace(sha256=sha256), threshold=threshold,
                                         card=card)
         self.previous = None
+
+    def alarms(self) -> list[str]:
+        return []
 
 
 def test_the_admin_sees_what_a_threshold_would_do_before_setting_it(tmp_path: Path) -> None:

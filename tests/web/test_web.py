@@ -275,3 +275,14 @@ def test_qa_exports_labeled_samples_as_a_dataset(app: Flask) -> None:
     operator = app.test_client()
     login(operator, "operator")
     assert operator.get("/api/export.zip").status_code == 403
+
+
+def test_the_panel_shows_the_alarms_of_the_line(app: Flask, tmp_path: Path) -> None:
+    live = FakeLive()
+    panel_app = create_app(web_config(tmp_path / "store"), app.extensions["store"], live)
+    client = panel_app.test_client()
+    login(client, "operator")
+    assert client.get("/api/panel").get_json()["alarms"] == []
+    live.raised.append("score drift on cam1: the typical part scores 3.1 (fitted 2.4), up")
+    assert client.get("/api/panel").get_json()["alarms"] == live.raised
+    assert 'id="alarms"' in client.get("/panel").get_data(as_text=True)

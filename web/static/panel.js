@@ -50,6 +50,9 @@ async function refresh() {
   if (response.status === 401) { window.location = "/login?next=/panel"; return; }
   if (!response.ok) return;
   const data = await response.json();
+  const alarms = document.getElementById("alarms");
+  alarms.replaceChildren(...data.alarms.map((a) => el("p", { class: "alarm" }, a)));
+  alarms.hidden = !data.alarms.length;
   document.getElementById("cameras").replaceChildren(...data.cameras.map(tile));
   const queue = document.getElementById("queue");
   queue.replaceChildren(...(data.queue.length ? data.queue.map(rejectCard)
