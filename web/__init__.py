@@ -70,7 +70,19 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     app.extensions["registry"] = Registry(store)
     app.extensions["jobs"] = JobRunner()  # refits and shadow runs, one at a time
 
-    from web import admin, api, auth, live, media, models, operator, review, security, stats
+    from web import (
+        admin,
+        api,
+        auth,
+        live,
+        live_shadow,
+        media,
+        models,
+        operator,
+        review,
+        security,
+        stats,
+    )
 
     app.extensions["login_lockout"] = security.Lockout()
     app.extensions["login_gate"] = security.HashGate()
@@ -94,7 +106,8 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     limiter.limit(security.LOGIN_RATE_PER_ADDRESS, methods=["POST"],
                   error_message="Too many sign-in attempts from this address; wait a minute.",
                   )(auth.bp)
-    for module in (auth, operator, review, admin, api, media, stats, live, models):
+    for module in (auth, operator, review, admin, api, media, stats, live, models,
+                   live_shadow):
         app.register_blueprint(module.bp)
     for code in (400, 403, 404, 409, 413, 429, 503):
         app.register_error_handler(code, _error_page)

@@ -43,7 +43,8 @@ from inspector.loop import (
 )
 from web.api import current_alarms
 from web.auth import login_required
-from web.params import float_arg
+from web.live_shadow import live_shadow_status
+from web.params import json_object, number
 
 MAX_SINCE_HOURS = 24 * 366 * 10.0  # ten years: "all the history", still a finite time
 
@@ -88,7 +89,10 @@ def _switch(name: str, action: str, confirm: Any) -> Entry:
             return registry().rollback(g.user["name"], live)
         if confirm != name:
             abort(400, f"Promotion needs explicit confirmation: confirm must be {name!r}.")
-        return registry().switch(name, "promote", g.user["name"], live)
+        entry = registry().switch(name, "promote", g.user["name"], live)
+        if live is not None and live.live_shadow is not None:  # its comparison is over
+            live.live_shadow.stop(f"{entry.name} promoted")
+        return entry
     except UnknownModel as exc:
         abort(404, str(exc))
     except ModelError as exc:
@@ -114,8 +118,7 @@ def _scope(values: Any) -> dict[str, Any]:
             cameras = [check_camera_id(c) for c in cameras]
         except ValueError as exc:
             abort(400, str(exc))
-    hours = float_arg({"since_hours": str(values.get("since_hours") or "")}, "since_hours",
-                      None, 0.0, MAX_SINCE_HOURS)
+    hours = number(values, "since_hours", None, 0.0, MAX_SINCE_HOURS)
     return {"cameras": cameras,
             "since_ns": None if hours is None else time.time_ns() - int(hours * 3.6e12)}
 
@@ -151,13 +154,6 @@ def _start_shadow(name: str, values: Any) -> dict[str, Any]:
     return _start("shadow", job, f"shadow run of {entry.name} by {g.user['name']}")
 
 
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, "send a JSON object")
-    return body
-
-
 # -- pages --------------------------------------------------------------------------------
 
 @bp.get("/models")
@@ -171,7 +167,8 @@ def page() -> Any:
     return render_template("models.html", entries=[_entry_json(e) for e in entries],
                            previous=reg.previous(), history=history, names=names,
                            may_promote=_may_promote(), samples=samples, job=jobs().status(),
-                           alarms=current_alarms(),
+                           alarms=current_alarms(), live_shadow=live_shadow_status(),
+                           can_live_shadow=current_app.extensions["live"] is not None,
                            min_samples=MIN_REFIT_SAMPLES, pass_rate=_pass_rate())
 
 
@@ -275,7 +272,7 @@ def rollback() -> Any:
 @bp.post("/api/models/refit")
 @login_required("qa")
 def start_refit() -> Any:
-    return jsonify(job=_start_refit(_json_body())), 202
+    return jsonify(job=_start_refit(json_object())), 202
 
 
 @bp.get("/api/models/refit/samples")
@@ -290,7 +287,7 @@ def samples() -> Any:
 @bp.post("/api/models/<name>/shadow")
 @login_required("qa")
 def start_shadow(name: str) -> Any:
-    return jsonify(job=_start_shadow(name, _json_body())), 202
+    return jsonify(job=_start_shadow(name, json_object())), 202
 
 
 @bp.get("/api/models/<name>/shadow")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import abort
+from flask import abort, request
 
 SQLITE_INT_MAX = 2**63 - 1
 MAX_OFFSET = 10**9  # rows to skip: far past any store's history, far inside SQLite's range
@@ -42,3 +42,19 @@ def float_arg(args: Any, key: str, default: float | None, low: float = -math.inf
     if not math.isfinite(number):
         abort(400, f"{key} must be a finite number")
     return min(high, max(low, number))
+
+
+def number(values: Any, key: str, default: float | None, low: float = -math.inf,
+           high: float = math.inf) -> float | None:
+    """``values[key]`` (a JSON body or a form, where a number may be a number or text) by
+    ``float_arg``'s rules; absent (None or empty) gives ``default``."""
+    value = values.get(key)
+    return float_arg({key: "" if value is None else str(value)}, key, default, low, high)
+
+
+def json_object() -> dict[str, Any]:
+    """The request's JSON body, which must be an object; anything else is a 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "send a JSON object")
+    return body

@@ -40,7 +40,7 @@ from inspector.inspection.load import CAPACITY_WINDOW_S, SATURATED, WorkerLoad
 from inspector.inspection.preview import Preview
 from inspector.inspection.regions import find_regions
 from inspector.inspection.verdicts import Result, Verdict
-from inspector.loop import DriftMonitor
+from inspector.loop import DriftMonitor, LiveShadow
 from inspector.model import (
     Detector,
     LoadedModel,
@@ -86,6 +86,7 @@ class InspectionService:
                                       config.bus.max_frame_bytes,
                                       known_cameras=[c.id for c in config.cameras])
         self.preview = Preview(len(config.cameras) + MAX_UNKNOWN_CAMERAS)
+        self.live_shadow: LiveShadow | None = None  # a candidate beside the active model
         self.drift = DriftMonitor(config.inspection.drift_window, config.inspection.drift_limit,
                                   len(config.cameras) + MAX_UNKNOWN_CAMERAS)
         self.counts: dict[str, Counter[str]] = {}
@@ -121,6 +122,8 @@ class InspectionService:
         """Inspect every frame still arriving until the bus is quiet, then close the sockets."""
         self._drain_quiet_ms = drain_quiet_ms
         self._stop.set()
+        if self.live_shadow is not None:  # its results are stored while the store is open
+            self.live_shadow.stop("inspection stopped")
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -383,6 +386,10 @@ class InspectionService:
         self.preview.update(header.camera, record.frame, record.anomaly_map, document)
         if prediction is not None and detector is not None:
             self.drift.observe(header.camera, detector.model.sha256, prediction.score)
+            shadow = self.live_shadow
+            if shadow is not None and verdict != "error":  # never waits: see LiveShadow
+                shadow.offer(header.camera, header.seq, inspected_ns, record.frame,
+                             detector.model.sha256, prediction.score, verdict)
         for sink in self.sinks:
             sink(record)
 

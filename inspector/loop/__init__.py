@@ -7,12 +7,14 @@
 - ``candidates``: refit a candidate into the registry, shadow-run one (the page and CLI's one
   code path)
 - ``drift``: score drift per camera against the fit-time scores, an alarm that clears itself
+- ``live_shadow``: a candidate scoring live frames beside the active model, never in the way
 - ``jobs``: one background job at a time (a refit, a shadow run), at low priority, polled
 """
 
 from inspector.loop.candidates import active_model, as_job, refit_candidate, shadow_candidate
 from inspector.loop.drift import Drift, DriftMonitor
 from inspector.loop.jobs import Cancelled, JobRunner, JobRunning
+from inspector.loop.live_shadow import LiveShadow
 from inspector.loop.refit import (
     MIN_REFIT_SAMPLES,
     NotEnoughSamples,
@@ -32,6 +34,7 @@ __all__ = [
     "Entry",
     "JobRunner",
     "JobRunning",
+    "LiveShadow",
     "NoLabeledHistory",
     "NotEnoughSamples",
     "RefitSamples",

@@ -11,6 +11,11 @@ from inspector.store.accounts import append_audit
 from inspector.store.db import Database, dumps
 
 ACTIVATIONS = ("start", "promote", "rollback")
+# Live-shadow rows kept at most (oldest dropped first): a day of one candidate at a few
+# parts a second, about 30 MB of database.
+MAX_SHADOW_RESULTS = 300_000
+SHADOW_COLUMNS = ("camera", "seq", "inspected_ns", "model_sha256", "score", "verdict",
+                  "active_sha256", "active_score", "active_verdict")
 
 
 class ModelRegistry:
@@ -76,3 +81,29 @@ class ModelRegistry:
         rows = self._db.query("SELECT id, sha256, at_ns, user, action, detail_json"
                               " FROM activations ORDER BY id DESC LIMIT ?", (limit,))
         return [{**dict(row), "detail": json.loads(row["detail_json"])} for row in rows]
+
+    def add_shadow_results(self, rows: list[tuple]) -> None:
+        """Store a live shadow's verdicts (tuples in ``SHADOW_COLUMNS`` order), keeping at
+        most ``MAX_SHADOW_RESULTS`` rows."""
+        if not rows:
+            return
+        marks = ", ".join("?" * len(SHADOW_COLUMNS))
+        with self._db.transaction() as conn:
+            conn.executemany(f"INSERT INTO shadow_results ({', '.join(SHADOW_COLUMNS)})"
+                             f" VALUES ({marks})", rows)
+            conn.execute("DELETE FROM shadow_results WHERE id <= (SELECT MAX(id) FROM"
+                         " shadow_results) - ?", (MAX_SHADOW_RESULTS,))
+
+    def shadow_results(self, sha256: str, *, since_ns: int | None = None,
+                       disagreements: bool = False, limit: int = 100) -> list[dict]:
+        """A candidate's live-shadow verdicts, newest first (``disagreements``: only those
+        where it decided otherwise than the active model)."""
+        where, params = "model_sha256 = ?", [sha256]
+        if since_ns is not None:
+            where += " AND inspected_ns >= ?"
+            params.append(int(since_ns))
+        if disagreements:
+            where += " AND verdict != active_verdict"
+        rows = self._db.query(f"SELECT * FROM shadow_results WHERE {where} ORDER BY id DESC"
+                              " LIMIT ?", (*params, int(limit)))
+        return [dict(row) for row in rows]

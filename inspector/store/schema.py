@@ -121,8 +121,26 @@ CREATE TABLE activations (
 CREATE INDEX activations_at ON activations(at_ns);
 """
 
+# v6 (live shadow): a candidate's verdicts on live frames, beside the active model's; they
+# never reach the outputs. Bounded by the store (MAX_SHADOW_RESULTS, oldest dropped first).
+_SCHEMA_V6 = """
+CREATE TABLE shadow_results (
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    inspected_ns INTEGER NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    score REAL NOT NULL,
+    verdict TEXT NOT NULL CHECK(verdict IN ('pass', 'reject')),
+    active_sha256 TEXT NOT NULL,
+    active_score REAL NOT NULL,
+    active_verdict TEXT NOT NULL CHECK(active_verdict IN ('pass', 'reject'))
+);
+CREATE INDEX shadow_results_model ON shadow_results(model_sha256, id);
+"""
+
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
-    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
+    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -31,6 +31,7 @@ class RecordingInspection:
 
     def __init__(self) -> None:
         self.used: list[str] = []
+        self.live_shadow = None
 
     def use_model(self, model: LoadedModel) -> None:
         self.used.append(model.sha256)
@@ -319,3 +320,57 @@ def test_the_admin_sees_what_a_threshold_would_do_before_setting_it(tmp_path: Pa
     assert qa.get("/admin/threshold/effects").status_code == 403
     assert admin.get("/admin/threshold/effects?hours=nan").status_code == 400
     store.close()
+
+
+# -- live shadow ----------------------------------------------------------------------------
+
+def test_a_live_shadow_from_the_api(tmp_path: Path) -> None:
+    import zmq
+
+    from inspector.inspection import DEMO_MODEL, InspectionService
+    from inspector.model import Detector
+    from tests.loop.test_live_shadow import strict
+
+    store = filled_store(tmp_path / "store")
+    registry = Registry(store)
+    running = load_model(DEMO_MODEL)
+    registry.startup_model(running)
+    registry.add(strict(running), "candidate")
+    config = web_config(tmp_path / "store")
+    alone = create_app(config, store, None).test_client()
+    headers = {"X-CSRFToken": sign_in(alone, "qa")}
+    refused = alone.post("/api/models/candidate/live-shadow", json={}, headers=headers)
+    assert refused.status_code == 409 and "inspector run" in refused.get_json()["error"]
+    context = zmq.Context()
+    service = InspectionService(config, Detector.open(DEMO_MODEL, providers=("cpu",)), context)
+    service.start()
+    try:
+        app = create_app(config, store, service)
+        qa = app.test_client()
+        headers = {"X-CSRFToken": sign_in(qa, "qa")}
+        for body, code in [({"minutes": "nan"}, 400), ({"minutes": 0}, 400),
+                           ({"minutes": 1e9}, 400)]:
+            assert qa.post("/api/models/candidate/live-shadow", json=body,
+                           headers=headers).status_code == code, body
+        active = qa.post(f"/api/models/{running.card.name}/live-shadow", json={},
+                         headers=headers)
+        assert active.status_code == 409 and "active model" in active.get_json()["error"]
+        started = qa.post("/api/models/candidate/live-shadow", json={"minutes": 5},
+                          headers=headers)
+        assert started.status_code == 202 and started.get_json()["shadow"]["running"]
+        again = qa.post("/api/models/candidate/live-shadow", json={}, headers=headers)
+        assert again.status_code == 409 and "is running" in again.get_json()["error"]
+        assert "Live shadow: candidate" in qa.get("/models").get_data(as_text=True)
+        assert qa.get("/api/live-shadow").get_json()["shadow"]["model"] == "candidate"
+        assert store.audit_log(1)[0]["action"] == "live_shadow"
+        admin = app.test_client()
+        admin_headers = {"X-CSRFToken": sign_in(admin, "admin")}
+        assert admin.post("/api/models/candidate/promote", json={"confirm": "candidate"},
+                          headers=admin_headers).status_code == 200
+        status = qa.get("/api/live-shadow").get_json()["shadow"]
+        assert not status["running"] and status["stopped_by"] == "candidate promoted"
+        assert qa.post("/api/live-shadow/stop", headers=headers).get_json() == {"stopped": False}
+    finally:
+        service.stop(drain_quiet_ms=10)
+        context.term()
+        store.close()
