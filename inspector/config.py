@@ -340,6 +340,9 @@ class StorageConfig(_Strict):
     keep_days: Annotated[float, Field(gt=0)] | None = None  # unlabeled passes older go
     pass_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1  # passes whose images are kept
     protect_recent_rejects_hours: Annotated[float, Field(ge=0)] = 24.0
+    # Kept frames: "png" keeps them as the line saw them, for refits and shadow runs;
+    # "jpeg" is smaller and faster to write but moves scores a little (docs/closed-loop.md).
+    frame_format: Literal["png", "jpeg"] = "png"
 
     _resolve = field_validator("root")(_path_field(_writable_folder))
 

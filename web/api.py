@@ -9,6 +9,7 @@ import time
 import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
@@ -163,7 +164,7 @@ def export() -> Any:
             if row["image_path"] and row["label"]:
                 kind = row["defect_type"] or "unknown"
                 folder = "good" if row["label"] == "good" else f"defect/{kind}"
-                name = f"{folder}/{row['id']}.jpg"
+                name = f"{folder}/{row['id']}{Path(row['image_path']).suffix}"
                 try:
                     archive.write(store.root / row["image_path"], name)
                 except OSError:

@@ -26,6 +26,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.exceptions import HTTPException
 
 from inspector.errors import ModelError, UnknownModel
 from inspector.identifiers import check_camera_id
@@ -73,6 +74,17 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
         **{f"{side}_{key}": shadow[side][key] for side in ("before", "after")
            for key in ("false_rejects", "escapes", "auroc")}}
     return {**entry.to_json(), "added": _time(entry.added_ns), "shadow": summary}
+
+
+def _few(curve: list[dict], threshold: float, rows: int = 12) -> list[dict]:
+    """About ``rows`` evenly spread points of a threshold curve, and the one at ``threshold``
+    (marked ``current``): a table a person reads, not every point a chart would draw."""
+    if not curve:
+        return []
+    at = min(range(len(curve)), key=lambda i: abs(curve[i]["threshold"] - threshold))
+    step = max(1, len(curve) // rows)
+    keep = sorted(set(range(0, len(curve), step)) | {at, len(curve) - 1})
+    return [{**curve[i], "current": i == at} for i in keep]
 
 
 def _time(ns: int) -> str:
@@ -167,7 +179,8 @@ def page() -> Any:
     return render_template("models.html", entries=[_entry_json(e) for e in entries],
                            previous=reg.previous(), history=history, names=names,
                            may_promote=_may_promote(), samples=samples, job=jobs().status(),
-                           alarms=current_alarms(), live_shadow=live_shadow_status(),
+                           job_running=jobs().running, alarms=current_alarms(),
+                           live_shadow=live_shadow_status(),
                            can_live_shadow=current_app.extensions["live"] is not None,
                            min_samples=MIN_REFIT_SAMPLES, pass_rate=_pass_rate())
 
@@ -179,17 +192,25 @@ def _pass_rate() -> float:
 @bp.post("/models/refit")
 @login_required("qa")
 def refit_form() -> Any:
-    _start_refit(request.form)
-    flash(f"Refit of {request.form.get('name')} started; it runs beside inspection at low "
-          "priority.")
+    try:
+        _start_refit(request.form)
+    except HTTPException as exc:  # said on the page the user came from
+        flash(f"Refit not started: {exc.description}")
+    else:
+        flash(f"Refit of {request.form.get('name')} started; it runs beside inspection at "
+              "low priority.")
     return redirect(url_for("models.page"))
 
 
 @bp.post("/models/<name>/shadow")
 @login_required("qa")
 def shadow_form(name: str) -> Any:
-    _start_shadow(name, request.form)
-    flash(f"Shadow run of {name} started.")
+    try:
+        _start_shadow(name, request.form)
+    except HTTPException as exc:
+        flash(f"Shadow run not started: {exc.description}")
+    else:
+        flash(f"Shadow run of {name} started.")
     return redirect(url_for("models.page"))
 
 
@@ -207,6 +228,7 @@ def shadow_page(name: str) -> Any:
                 "thumb_url": url_for("media.image", name=c["thumb_path"])
                 if c.get("thumb_path") else None} for c in report["changed"]]
     return render_template("shadow.html", entry=_entry_json(entry), report=report,
+                           curve=_few(report["curve"], report["after"]["threshold"]),
                            changed=changed, at=_time(report["at_ns"]),
                            may_promote=_may_promote())
 

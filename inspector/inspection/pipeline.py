@@ -62,7 +62,7 @@ def run_pipeline(
     problems = check_runnable(config)  # the same checks as check-config, for every caller
     if problems:
         raise ConfigError(problems)
-    store = Store(config.storage.root)
+    store = Store(config.storage.root, frame_format=config.storage.frame_format)
     model, why = Registry(store).startup_model(load_model(config.model.path),
                                                str(config.model.path))
     logger.info("starting with model %s (%s…): %s", model.card.name, model.sha256[:12], why)

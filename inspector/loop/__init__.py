@@ -11,7 +11,13 @@
 - ``jobs``: one background job at a time (a refit, a shadow run), at low priority, polled
 """
 
-from inspector.loop.candidates import active_model, as_job, refit_candidate, shadow_candidate
+from inspector.loop.candidates import (
+    Busy,
+    active_model,
+    as_job,
+    refit_candidate,
+    shadow_candidate,
+)
 from inspector.loop.drift import Drift, DriftMonitor
 from inspector.loop.jobs import Cancelled, JobRunner, JobRunning
 from inspector.loop.live_shadow import LiveShadow
@@ -28,6 +34,7 @@ from inspector.loop.shadow import NoLabeledHistory, ShadowReport, labeled_histor
 
 __all__ = [
     "MIN_REFIT_SAMPLES",
+    "Busy",
     "Cancelled",
     "Drift",
     "DriftMonitor",

@@ -8,16 +8,43 @@ from __future__ import annotations
 import functools
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from inspector.errors import ModelError, UnknownModel
+try:
+    import fcntl
+except ImportError:  # not POSIX: one box runs one command at a time by convention
+    fcntl = None  # type: ignore[assignment]
+
+from inspector.errors import InspectorError, ModelError, UnknownModel
 from inspector.loop.jobs import JobFunction, Report, ShouldStop
 from inspector.loop.refit import refit, refit_samples
 from inspector.loop.registry import Entry, Registry, check_model_name
 from inspector.loop.shadow import shadow_run
 from inspector.model import LoadedModel, load_model
+
+WORK_LOCK = ".work.lock"  # in the registry folder: held while a refit or shadow run works
+
+
+class Busy(InspectorError):
+    """Another refit or shadow run is working on this box (the page's or a command's)."""
+
+
+@contextmanager
+def one_at_a_time(registry: Registry) -> Iterator[None]:
+    """Held while a refit or shadow run works, across processes: the Models page's jobs and
+    the CLI's commands share the box's cores with inspection, so only one runs at once."""
+    registry.folder.mkdir(parents=True, exist_ok=True)
+    with open(registry.folder / WORK_LOCK, "ab") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Busy("another refit or shadow run is working on this box (on the "
+                           "Models page or from a command); wait for it to end") from None
+        yield
 
 
 def _never() -> bool:
@@ -50,9 +77,9 @@ def refit_candidate(registry: Registry, name: str, user: str | None, *,
     report("reading samples", 0.0)
     samples = refit_samples(registry.store, cameras=cameras, since_ns=since_ns,
                             include_passes=include_passes)
-    registry.folder.mkdir(parents=True, exist_ok=True)
     # Fitted beside the registry (same filesystem), then kept under its name by ``add``.
-    with tempfile.TemporaryDirectory(dir=registry.folder, prefix=".refit-") as tmp:
+    with one_at_a_time(registry), tempfile.TemporaryDirectory(dir=registry.folder,
+                                                              prefix=".refit-") as tmp:
         out = Path(tmp) / "model"
         refit(registry.store, active.card, out, samples=samples, progress=report,
               should_stop=should_stop, name=name)
@@ -75,8 +102,9 @@ def shadow_candidate(registry: Registry, candidate: str | Path, *,
     def progress(done: int, total: int) -> None:
         report(f"scoring {done} of {total} labeled frames", done / total)
 
-    result = shadow_run(registry.store, active, model, cameras=cameras, since_ns=since_ns,
-                        progress=progress, should_stop=should_stop)
+    with one_at_a_time(registry):
+        result = shadow_run(registry.store, active, model, cameras=cameras,
+                            since_ns=since_ns, progress=progress, should_stop=should_stop)
     data = {**result.to_json(), "at_ns": time.time_ns(), "active": entry.name,
             "candidate": registry.get(str(candidate)).name if kept else str(folder)}
     if kept:

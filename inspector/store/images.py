@@ -4,7 +4,7 @@
 
 Layout under the store's root::
 
-    images/<camera>/<YYYY-MM-DD>/<inspected_ns>-<seq>.jpg          the frame (JPEG)
+    images/<camera>/<YYYY-MM-DD>/<inspected_ns>-<seq>.png          the frame (or .jpg)
     images/<camera>/<YYYY-MM-DD>/<inspected_ns>-<seq>.overlay.jpg  heat overlay + region boxes
     images/<camera>/<YYYY-MM-DD>/<inspected_ns>-<seq>.thumb.jpg    thumbnail of the overlay
 
@@ -49,8 +49,15 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 PATH_COLUMNS = ("image_path", "overlay_path", "thumb_path")
 HAS_IMAGES = "(image_path IS NOT NULL OR overlay_path IS NOT NULL OR thumb_path IS NOT NULL)"
 # Every kind of file the writer produces; recovery's pattern below is built from it.
-SUFFIXES = {"image_path": ".jpg", "overlay_path": ".overlay.jpg", "thumb_path": ".thumb.jpg"}
-LEGACY_SUFFIXES = (".overlay.png",)  # written by earlier versions; recovery removes them too
+SUFFIXES = {"overlay_path": ".overlay.jpg", "thumb_path": ".thumb.jpg"}
+# The frame is what a refit fits on and a shadow run scores, so by default it is kept as
+# the line saw it: PNG (lossless; level 1, the fastest). JPEG q90 is a quarter to a ninth
+# of the bytes and a twentieth of the encoding time, but moves a model's scores by about 5%
+# (up to a quarter) of the way from a typical part to the threshold (docs/closed-loop.md).
+FRAME_FORMATS = {"png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]),
+                 "jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])}
+# Written by earlier versions (or the other frame format); recovery removes them too.
+LEGACY_SUFFIXES = (".overlay.png", *(suffix for suffix, _ in FRAME_FORMATS.values()))
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # files being written: ``.<name>.<random>.tmp``
 _RECOVERABLE = "|".join(re.escape(s) for s in (*SUFFIXES.values(), *LEGACY_SUFFIXES))
 _IMAGE_NAME_RE = re.compile(rf"-?\d+--?\d+({_RECOVERABLE})")
@@ -107,7 +114,7 @@ def _day(ns: int) -> str:
     return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%d")
 
 
-def _encode(ext: str, image: np.ndarray, params: list[int]) -> bytes:
+def _encode(ext: str, params: list[int], image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {ext} image of shape {image.shape}")
@@ -126,18 +133,19 @@ def _boxes(regions: Sequence[dict]) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
-def _render(frame: np.ndarray, record: InspectionRecord) -> dict[str, bytes]:
+def _render(frame: np.ndarray, record: InspectionRecord, frame_format: str
+            ) -> dict[str, bytes]:
     """Encode the frame, the overlay and its thumbnail; keys are the path columns."""
     heat = record.anomaly_map
     base = frame if heat is None else heatmap_overlay(frame, heat, record.map_low, record.map_high)
     overlay = draw_regions(base, _boxes(record.regions))
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     return {
-        "image_path": _encode(".jpg", frame, jpeg),
+        "image_path": _encode(*FRAME_FORMATS[frame_format], frame),
         # JPEG, not PNG: a sixteenth of the encoding time and an eighth of the bytes
         # for a picture people look at (docs/benchmarks.md).
-        "overlay_path": _encode(".jpg", overlay, jpeg),
-        "thumb_path": _encode(".jpg", thumbnail(overlay, THUMB_SIDE), jpeg),
+        "overlay_path": _encode(".jpg", jpeg, overlay),
+        "thumb_path": _encode(".jpg", jpeg, thumbnail(overlay, THUMB_SIDE)),
     }
 
 
@@ -151,10 +159,15 @@ class ImageFiles:
     """
 
     def __init__(
-        self, root: Path, db: Database, reserve: SpaceReserve, min_free_bytes: int
+        self, root: Path, db: Database, reserve: SpaceReserve, min_free_bytes: int,
+        frame_format: str = "png",
     ) -> None:
         if min_free_bytes < 0:
             raise ValueError(f"min_free_bytes must be >= 0, got {min_free_bytes}")
+        if frame_format not in FRAME_FORMATS:
+            raise ValueError(f"frame_format must be one of {sorted(FRAME_FORMATS)}, got "
+                             f"{frame_format!r}")
+        self.frame_format = frame_format
         self.root = root
         self.folder = root / IMAGES_DIR
         self.alarm: str | None = None  # e.g. "disk full: ..."; None while image writes work
@@ -235,7 +248,7 @@ class ImageFiles:
     def _render(self, record: InspectionRecord) -> dict[str, bytes] | None:
         assert record.frame is not None
         try:
-            return _render(record.frame, record)
+            return _render(record.frame, record, self.frame_format)
         except (ValueError, cv2.error) as exc:
             self.skipped += 1
             self.warnings.warning(
@@ -257,7 +270,9 @@ class ImageFiles:
         files: list[tuple[str, Path, str]] = []
         try:
             for column, data in encoded.items():
-                rel = f"{folder}/{stem}{SUFFIXES[column]}"
+                suffix = (FRAME_FORMATS[self.frame_format][0] if column == "image_path"
+                          else SUFFIXES[column])
+                rel = f"{folder}/{stem}{suffix}"
                 files.append((column, write_temp(self.root / rel, data), rel))
         except OSError:
             for _, tmp, _ in files:

@@ -60,6 +60,7 @@ class Store(Inspections, LabelHistory, Accounts, ModelRegistry, Retention):
         root: str | Path,
         min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+        frame_format: str = "png",
     ) -> None:
         self.root = Path(root)
         self.db_path = self.root / DB_FILE
@@ -69,7 +70,7 @@ class Store(Inspections, LabelHistory, Accounts, ModelRegistry, Retention):
         self._db = Database(self.db_path)
         with closing_on_failure(self.db_path, self.close):
             reserve = SpaceReserve(self.root / RESERVE_FILE, reserve_bytes)
-            self._files = ImageFiles(self.root, self._db, reserve, min_free_bytes)
+            self._files = ImageFiles(self.root, self._db, reserve, min_free_bytes, frame_format)
             self._open_with_recovery()
             self._files.check_space()  # allocates the reserve, or raises the alarm
         logger.info("results store %s open (schema v%d)", self.root, SCHEMA_VERSION)

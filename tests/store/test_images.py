@@ -114,9 +114,10 @@ def test_recover_removes_leftovers_and_clears_missing_paths(store: Store) -> Non
         assert len(image_files(reopened)) == 5
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".overlay.jpg", ".thumb.jpg", ".overlay.png"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".overlay.jpg", ".thumb.jpg", ".overlay.png"])
 def test_recover_removes_every_kind_of_orphaned_picture(store: Store, suffix: str) -> None:
-    # Each file the store writes (and the PNG overlays of earlier versions) can be left
+    # Each file the store writes (and the JPEG frames and PNG overlays of earlier versions,
+    # or of the other frame format) can be left
     # behind by a crash between the write and the commit of its row.
     [kept] = store.add_inspections([record(1)])
     orphan = store.images / "cam1" / DATE / f"{NOW}-99{suffix}"
@@ -159,7 +160,8 @@ def test_a_crash_between_the_writes_and_the_commit_leaves_nothing_behind(
     assert crash.returncode == 9, crash.stderr
     left = [path for path in image_files(store) if path not in named]
     if moment == "before-commit":
-        assert sorted(p.name[p.name.index("."):] for p in left) == sorted([*SUFFIXES.values()] * 3)
+        assert sorted(p.name[p.name.index("."):] for p in left) == sorted(
+            [".png", *SUFFIXES.values()] * 3)
     else:
         assert len(left) == 9 and all(p.name.endswith(TEMP_SUFFIX) for p in left)
     assert store.count() == 1

@@ -38,10 +38,11 @@ def test_add_inspections_writes_rows_and_decodable_images(store: Store) -> None:
     assert row["latency_ms"] == {"queue": 1.0, "model": 12.5, "total": 14.0}
     assert row["regions"] == [{**regions[0], "peak": 0.75}]
     stem = f"images/cam1/{DATE}/{NOW}-7"
-    assert row["image_path"] == f"{stem}.jpg"
+    assert row["image_path"] == f"{stem}.png"  # the frame as the line saw it: lossless
     assert row["overlay_path"] == f"{stem}.overlay.jpg"
     assert row["thumb_path"] == f"{stem}.thumb.jpg"
     image = cv2.imread(str(store.root / row["image_path"]))
+    assert np.array_equal(image, reject.frame)
     overlay = cv2.imread(str(store.root / row["overlay_path"]))
     thumb = cv2.imread(str(store.root / row["thumb_path"]))
     assert image.shape == overlay.shape == (300, 400, 3)
@@ -94,3 +95,11 @@ def test_rows_of_a_failed_transaction_leave_no_image_files(
     with pytest.raises(sqlite3.IntegrityError, match="refused"):
         store.add_inspections([record(1), record(2)])
     assert store.count() == 0 and image_files(store) == []
+
+
+def test_frames_can_be_kept_as_jpeg_to_save_space(tmp_path) -> None:
+    with Store(tmp_path / "var", frame_format="jpeg") as jpeg_store:
+        [kept] = jpeg_store.add_inspections([record(1)])
+        assert jpeg_store.get(kept)["image_path"].endswith("-1.jpg")
+    with pytest.raises(ValueError, match="frame_format"):
+        Store(tmp_path / "other", frame_format="gif")

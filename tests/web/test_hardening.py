@@ -288,7 +288,8 @@ def test_media_refuses_symlinks_and_is_never_cached(app: Flask, tmp_path: Path) 
     sign_in(client, "qa")
     item = client.get("/api/inspections?verdict=reject").get_json()["items"][0]
     response = client.get(item["image_url"])
-    assert response.status_code == 200 and response.data.startswith(b"\xff\xd8")
+    assert response.status_code == 200 and response.data.startswith(b"\x89PNG")
+    assert response.mimetype == "image/png"
     assert response.headers["Cache-Control"] == "private, no-store"
     assert "public" not in response.headers["Cache-Control"]
     secret = tmp_path / "outside.txt"

@@ -267,8 +267,8 @@ def test_qa_exports_labeled_samples_as_a_dataset(app: Flask) -> None:
     response = client.get("/api/export.zip")
     assert response.status_code == 200 and response.mimetype == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(response.data))
-    assert sorted(n for n in archive.namelist() if n.endswith(".jpg")) == [
-        "defect/scratch/1.jpg", "good/2.jpg"]
+    assert sorted(n for n in archive.namelist() if n.endswith(".png")) == [
+        "defect/scratch/1.png", "good/2.png"]
     rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
     assert {(r["id"], r["label"]) for r in rows} == {("1", "defect"), ("2", "good")}
     assert store.audit_log(1)[0]["action"] == "export"
