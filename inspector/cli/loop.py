@@ -98,21 +98,44 @@ def _progress(stage: str, fraction: float | None = None) -> None:
         print(f"\r{stage}{shown}\033[K", end="", file=sys.stderr, flush=True)
 
 
+def _in_background(kind: str, job: Any) -> dict[str, Any]:
+    """Run ``job`` as the Models page runs it (``JobRunner``: a thread at a low priority,
+    yielding the CPU to inspection), following its progress; Ctrl-C cancels it."""
+    from inspector.errors import InspectorError
+    from inspector.loop import JobRunner
+
+    runner = JobRunner()
+    runner.start(kind, job)
+    try:
+        while not runner.wait(0.5):
+            status = runner.status()
+            _progress(status["stage"], status["fraction"])
+    except KeyboardInterrupt:
+        runner.cancel()
+        runner.wait(60)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    status = runner.status()
+    if status["state"] != "done":
+        raise InspectorError(status["error"] or f"{kind} {status['state']}")
+    return status["result"]
+
+
 def _refit(args: argparse.Namespace) -> int:
     import getpass
 
-    from inspector.loop import refit_candidate
+    from inspector.loop import as_job, refit_candidate
 
     registry = _registry(args.config)
     try:
-        entry = refit_candidate(registry, args.out, f"cli:{getpass.getuser()}",
-                                cameras=args.cameras, since_ns=args.since,
-                                include_passes=args.include_passes, report=_progress)
+        entry = _in_background("refit", as_job(
+            refit_candidate, registry, args.out, f"cli:{getpass.getuser()}",
+            cameras=args.cameras, since_ns=args.since, include_passes=args.include_passes))
     finally:
         registry.store.close()
-    samples = entry.origin["samples"]
-    print(json.dumps({"candidate": entry.name, "sha256": entry.sha256,
-                      "from": entry.origin["from"], "threshold": entry.card.threshold.value,
+    samples = entry["origin"]["samples"]
+    print(json.dumps({"candidate": entry["name"], "sha256": entry["sha256"],
+                      "from": entry["origin"]["from"], "threshold": entry["threshold"],
                       "labeled_good": samples["labeled_good"],
                       "unlabeled_passes": samples["unlabeled_passes"],
                       "lacking_frame": samples["lacking_frame"]}))
@@ -120,21 +143,21 @@ def _refit(args: argparse.Namespace) -> int:
 
 
 def _shadow(args: argparse.Namespace) -> int:
-    from inspector.loop import shadow_candidate
+    from inspector.loop import as_job, shadow_candidate
 
     registry = _registry(args.config)
     try:
-        report = shadow_candidate(registry, args.candidate, cameras=args.cameras,
-                                  since_ns=args.since, report=_progress)
+        report = _in_background("shadow", as_job(
+            shadow_candidate, registry, args.candidate, cameras=args.cameras,
+            since_ns=args.since))
     finally:
         registry.store.close()
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     before, after = report["before"], report["after"]
     print(f"labeled frames scored: {report['labeled']} ({report['lacking_frame']} labeled "
-          f"lack a kept frame, {report['unreadable']} unreadable)")
+          f"lack a kept frame, {report['unreadable']} unreadable, "
+          f"{report['excluded_training']} it was fitted on left out)")
     print(f"{'':16}{'active ' + before['model']:>28}{'candidate ' + after['model']:>28}")
     for key in ("false_rejects", "escapes", "rejects", "auroc", "threshold"):
         b, a = before[key], after[key]
@@ -190,13 +213,17 @@ def _models_import(args: argparse.Namespace) -> int:
     model = load_model(args.folder)  # a ModelError names what is wrong with the folder
     registry = _registry(args.config)
     try:
-        before = {e.sha256: e.name for e in registry.entries() if e.folder is not None}
+        before = {e.sha256: e for e in registry.entries() if e.folder is not None}
         entry = registry.add(model, args.name, origin={"kind": "import",
                                                         "from": str(args.folder.resolve())})
     finally:
         registry.store.close()
     if model.sha256 in before:
-        print(f"already kept as {before[model.sha256]} ({model.sha256[:12]}…); nothing copied")
+        kept = before[model.sha256]
+        change = ("its card replaced (threshold "
+                  f"{kept.card.threshold.value:.4g} -> {model.card.threshold.value:.4g})"
+                  if kept.card != model.card else "nothing copied")
+        print(f"already kept as {kept.name} ({model.sha256[:12]}…); {change}")
     else:
         print(f"kept as {entry.name} ({entry.sha256[:12]}…)")
     return 0

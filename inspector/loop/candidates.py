@@ -85,7 +85,7 @@ def refit_candidate(registry: Registry, name: str, user: str | None, *,
               should_stop=should_stop, name=name)
         return registry.add(load_model(out), name, origin={
             "kind": "refit", "by": user, "from": entry.name, "from_sha256": entry.sha256,
-            "samples": samples.to_json()})
+            "samples": samples.to_json(), "inspection_ids": list(samples.ids)})
 
 
 def shadow_candidate(registry: Registry, candidate: str | Path, *,
@@ -98,13 +98,15 @@ def shadow_candidate(registry: Registry, candidate: str | Path, *,
     folder = Path(candidate)
     kept = not folder.is_dir()
     model = registry.load(str(candidate)) if kept else load_model(folder)
+    fitted_on = registry.get(str(candidate)).origin.get("inspection_ids", []) if kept else []
 
     def progress(done: int, total: int) -> None:
         report(f"scoring {done} of {total} labeled frames", done / total)
 
     with one_at_a_time(registry):
         result = shadow_run(registry.store, active, model, cameras=cameras,
-                            since_ns=since_ns, progress=progress, should_stop=should_stop)
+                            since_ns=since_ns, progress=progress, should_stop=should_stop,
+                            exclude_ids=fitted_on)
     data = {**result.to_json(), "at_ns": time.time_ns(), "active": entry.name,
             "candidate": registry.get(str(candidate)).name if kept else str(folder)}
     if kept:

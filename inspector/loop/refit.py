@@ -9,6 +9,7 @@ the current model was fitted.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ MIN_REFIT_SAMPLES = 10
 # 1 MiB at 256 px) in memory, on a box that is inspecting at the same time; the usual
 # training sets (MVTec AD: 60-391 good images) hold a few hundred. Over it the newest are kept.
 MAX_REFIT_SAMPLES = 300
+REFIT_HOLDOUT = 0.25  # share of the frames that sets the candidate's threshold (at least)
 # What fit writes into ``hyperparameters["size_choice"]`` when the caller fixed the size,
 # and into ``hyperparameters["selection"]`` when the caller fixed the image score's share.
 _GIVEN_SIZE = "given by the caller"
@@ -236,6 +238,10 @@ def refit(
             f"a refit needs at least {MIN_REFIT_SAMPLES} labeled good frames, found "
             f"{samples.labeled_good}{lacking}; label more good parts first")
     options = options_from_card(card, **overrides)
+    if "holdout" not in overrides and options.holdout < REFIT_HOLDOUT:
+        # A line's labeled set is small (tens of frames, where a dataset has hundreds): a
+        # larger share sets the threshold, so it rests on more than one or two frames.
+        options = dataclasses.replace(options, holdout=REFIT_HOLDOUT)
     logger.info("refitting %s (%s…) on %s", card.name, card.onnx_sha256[:12], samples.describe())
     report("fitting", 0.05)
     result = fit(list(samples.paths), None, options)

@@ -68,6 +68,7 @@ class Entry:
                 "method": self.card.method, "backbone": self.card.backbone.get("name"),
                 "input_size": list(self.card.input.size), "created_at": self.card.created_at,
                 "training": self.card.training.model_dump(mode="json"),
+                "threshold_warning": self.card.threshold.detail.get("warning"),
                 "metrics": self.card.metrics}
 
 
@@ -140,10 +141,18 @@ class Registry:
     def add(self, model: LoadedModel, name: str | None = None,
             origin: dict[str, Any] | None = None) -> Entry:
         """Keep ``model`` under ``name`` (default: its card's name, made unique). Adding a
-        model the registry already keeps returns its entry unchanged."""
+        model the registry already keeps returns its entry, with the card replaced when it
+        differs (``inspector calibrate`` changes the card, not the ONNX bytes)."""
         existing = {e.sha256: e for e in self.entries()}
         same = existing.get(model.sha256)
         if same is not None and same.folder is not None:
+            if same.card != model.card:  # recalibrated (same bytes): the newer card wins
+                save_model(same.folder, model.card)
+                self.store.register_model(model.sha256, same.name, model.card.model_dump_json(),
+                                          active=False)
+                logger.info("model %s: card updated (threshold %.4g)", same.name,
+                            model.card.threshold.value)
+                return self.get(same.name)
             return same
         taken = {e.name for e in existing.values() if e.folder is not None}
         if name is None:

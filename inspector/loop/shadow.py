@@ -12,7 +12,7 @@ comparison between the two is like for like.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,15 @@ _COLUMNS = "id, camera, seq, part_id, inspected_ns, label, defect_type, image_pa
 class NoLabeledHistory(InspectorError):
     """Nothing to score: no labeled inspection with a readable stored frame."""
 
-    def __init__(self, lacking_frame: int, unreadable: int = 0) -> None:
+    def __init__(self, lacking_frame: int, unreadable: int = 0, excluded: int = 0) -> None:
         self.lacking_frame = lacking_frame
         self.unreadable = unreadable
+        self.excluded = excluded
         why = f"{lacking_frame} labeled inspection(s) lack a stored frame"
         if unreadable:
             why += f", {unreadable} stored frame(s) are unreadable"
+        if excluded:
+            why += f", {excluded} were used to fit the candidate"
         super().__init__(f"no labeled inspection with a stored frame to score ({why}); label "
                          "inspections whose frames were kept on the review pages")
 
@@ -127,6 +130,7 @@ class ShadowReport:
     labeled: int  # scored by both models
     lacking_frame: int
     unreadable: int
+    excluded_training: int  # labeled frames the candidate was fitted on, left out
     before: Side
     after: Side
     changed: list[dict[str, Any]]  # the inspections whose verdict flips
@@ -134,7 +138,8 @@ class ShadowReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"labeled": self.labeled, "lacking_frame": self.lacking_frame,
-                "unreadable": self.unreadable, "before": self.before.to_json(),
+                "unreadable": self.unreadable, "excluded_training": self.excluded_training,
+                "before": self.before.to_json(),
                 "after": self.after.to_json(), "changed": [dict(c) for c in self.changed],
                 "curve": [dict(p) for p in self.curve]}
 
@@ -150,6 +155,7 @@ def shadow_run(
     providers: Sequence[str] = ("cpu",),
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    exclude_ids: Collection[int] = (),
 ) -> ShadowReport:
     """Score the labeled history with both models and compare their verdicts.
 
@@ -159,8 +165,12 @@ def shadow_run(
     to the line. Raises ``NoLabeledHistory`` when there is nothing to score.
     """
     rows, lacking = labeled_history(store, cameras, since_ns)
+    # A model is not judged on the frames it learned from: they would flatter it.
+    training = set(exclude_ids)
+    judged = [row for row in rows if row["id"] not in training]
+    excluded, rows = len(rows) - len(judged), judged
     if not rows:
-        raise NoLabeledHistory(lacking)
+        raise NoLabeledHistory(lacking, excluded=excluded)
     # The active model is scored again too, rather than trusting the stored scores: those
     # came from whichever model and threshold ran at the time (and from the raw frame, not
     # the kept JPEG); only both models on the same pixels compare like with like.
@@ -185,7 +195,7 @@ def shadow_run(
         logger.warning("shadow run skipped %d unreadable frame(s), e.g. %s", unreadable,
                        first_error)
     if not scored:
-        raise NoLabeledHistory(lacking, unreadable)
+        raise NoLabeledHistory(lacking, unreadable, excluded)
 
     defect = np.array([row["label"] == "defect" for row, *_ in scored])
     before_scores = np.array([s[1] for s in scored])
@@ -198,6 +208,7 @@ def shadow_run(
         for row, b_score, b_verdict, a_score, a_verdict in scored if b_verdict != a_verdict]
     return ShadowReport(
         labeled=len(scored), lacking_frame=lacking, unreadable=unreadable,
+        excluded_training=excluded,
         before=Side.of(active, defect, before_scores),
         after=Side.of(candidate, defect, after_scores),
         changed=changed,

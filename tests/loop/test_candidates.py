@@ -11,6 +11,7 @@ from inspector.cli import main
 from inspector.errors import ModelError, UnknownModel
 from inspector.loop import (
     MIN_REFIT_SAMPLES,
+    Busy,
     JobRunner,
     NoLabeledHistory,
     Registry,
@@ -18,6 +19,7 @@ from inspector.loop import (
     refit_candidate,
     shadow_candidate,
 )
+from inspector.loop.candidates import one_at_a_time
 from inspector.model import load_model, save_model
 from inspector.store import Store
 from tests.loop.conftest import Line
@@ -48,7 +50,7 @@ def test_a_refit_job_keeps_its_candidate_in_the_registry(registry: Registry, fra
         "refit", "qa1", registry.active_sha())
     assert origin["samples"]["labeled_good"] == MIN_REFIT_SAMPLES
     assert entry.card.metrics["refit"]["cameras"] == ["cam1"]
-    assert not [p for p in registry.folder.iterdir() if p.name.startswith(".")]  # no leftovers
+    assert not [p for p in registry.folder.iterdir() if p.name.startswith(".refit")]  # none left
 
     # cam2 has too few: the job fails with the refusal's reason, and nothing is kept.
     runner.start("refit", as_job(refit_candidate, registry, "cam2-model", "qa1",
@@ -120,15 +122,19 @@ def test_refit_and_shadow_commands(registry: Registry, frames, config: str, tmp_
     assert answer["candidate"] == "candidate" and answer["labeled_good"] == MIN_REFIT_SAMPLES
     assert registry.get("candidate").origin["by"].startswith("cli:")
 
+    # Judged on parts it did not learn from: the 10 it was fitted on are left out.
+    line.add("pass", "good", n=3)
     out = tmp_path / "shadow.json"
     assert main(["shadow", "candidate", "--config", config, "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "labeled frames scored: 12" in table and "false rejects" in table
+    assert "labeled frames scored: 5" in table and "false rejects" in table
+    assert f"{MIN_REFIT_SAMPLES} it was fitted on left out" in table
     report = json.loads(out.read_text())
     assert {"labeled", "before", "after", "changed"} <= report.keys()
     for side in ("before", "after"):
         assert {"false_rejects", "escapes", "auroc"} <= report[side].keys()
-    assert registry.shadow("candidate")["labeled"] == 12
+    assert report["excluded_training"] == MIN_REFIT_SAMPLES
+    assert registry.shadow("candidate")["labeled"] == 5
 
 
 def test_the_commands_refuse_bad_input_clearly(config: str,
@@ -143,3 +149,14 @@ def test_the_commands_refuse_bad_input_clearly(config: str,
     assert "no model 'nope'" in capsys.readouterr().err
     assert main(["shadow", "inspection-model", "--config", config]) == 1
     assert "no labeled inspection" in capsys.readouterr().err
+
+
+def test_one_refit_or_shadow_run_at_a_time_across_processes(registry: Registry, frames,
+                                                           config: str, capsys) -> None:
+    Line(registry.store, frames).add("pass", "good", n=MIN_REFIT_SAMPLES)
+    with one_at_a_time(registry):  # as if the Models page's job were working
+        with pytest.raises(Busy, match="another refit or shadow run"):
+            refit_candidate(registry, "candidate", "qa1")
+        assert main(["shadow", registry.entries()[0].name, "--config", config]) == 1
+        assert "another refit or shadow run" in capsys.readouterr().err
+    assert refit_candidate(registry, "candidate", "qa1").name == "candidate"  # free again

@@ -36,6 +36,7 @@ CAMERA = "line1"
 USERS = {"qa": ("quinn", "qa-secret-1"), "admin": ("ada", "admin-secret-1")}
 GOOD_LABELS = 12  # labeled good frames the refit fits on (MIN_REFIT_SAMPLES is 10)
 DEFECT_LABELS = 3  # labeled defects, so the shadow run has both classes
+FRESH_GOOD_LABELS = 4  # labeled after the refit: good parts the candidate has not seen
 CANDIDATE = "refit-1"
 WAIT_S = 30.0  # the longest any single wait may take; the test never hangs
 
@@ -277,6 +278,16 @@ def test_relabel_refit_shadow_promote_and_rollback_on_a_running_line(line: Line)
     assert candidate["origin"]["samples"]["labeled_good"] == GOOD_LABELS
     qa.post("/api/models/refit", {"name": CANDIDATE}, expect=409)  # the name is taken
 
+    # -- QA labels parts the candidate was not fitted on: a shadow run leaves those out --------
+    def fresh_goods() -> list[dict] | None:
+        fresh = [r for r in qa.rows() if r["part_id"].startswith("good-") and r["image_url"]
+                 and r["id"] not in labeled]
+        return fresh if len(fresh) >= FRESH_GOOD_LABELS else None
+
+    for row in wait_for("fresh good parts", fresh_goods)[:FRESH_GOOD_LABELS]:
+        assert qa.post(f"/api/inspections/{row['id']}/label", {"label": "good"})["label"] == "good"
+        labeled.append(row["id"])
+
     # -- the shadow run: before (the active model) and after (the candidate) -------------------
     status, _ = qa.call("GET", f"/api/models/{CANDIDATE}/shadow")
     assert status == 404  # no shadow run yet
@@ -289,13 +300,15 @@ def test_relabel_refit_shadow_promote_and_rollback_on_a_running_line(line: Line)
     with_frames = [r for state in ("good", "defect") for r in
                    qa.get("/api/inspections", label=state, limit=500)["items"] if r["image_url"]]
     assert sorted(r["id"] for r in with_frames) == sorted(labeled)
-    assert report["labeled"] == len(with_frames) == GOOD_LABELS + DEFECT_LABELS
+    assert len(with_frames) == GOOD_LABELS + DEFECT_LABELS + FRESH_GOOD_LABELS
+    assert report["excluded_training"] == GOOD_LABELS  # the frames it was fitted on
+    assert report["labeled"] == DEFECT_LABELS + FRESH_GOOD_LABELS
     assert report["lacking_frame"] == 0
     assert report["before"]["sha256"] == old_sha and report["after"]["sha256"] == new_sha
     for side in ("before", "after"):
         figures = report[side]
         assert sum(figures["confusion"].values()) == report["labeled"]
-        assert 0 <= figures["false_rejects"] <= GOOD_LABELS
+        assert 0 <= figures["false_rejects"] <= FRESH_GOOD_LABELS
         assert 0 <= figures["escapes"] <= DEFECT_LABELS
         assert figures["auroc"] is not None and 0.0 <= figures["auroc"] <= 1.0
         assert figures["threshold"] > 0

@@ -62,6 +62,18 @@ def test_adding_the_same_bytes_again_keeps_one_copy(registry: Registry, tiny: Lo
     assert [e.name for e in registry.entries()] == ["line-a"]
 
 
+def test_a_recalibrated_model_replaces_its_kept_card(registry: Registry, tiny: LoadedModel
+                                                      ) -> None:
+    registry.add(tiny, "line-a")
+    card = tiny.card.model_copy(update={"threshold": tiny.card.threshold.model_copy(
+        update={"value": 42.0, "method": "f1_optimal"})})
+    entry = registry.add(LoadedModel(card, tiny.onnx, tiny.path), "ignored-name")
+    assert entry.name == "line-a" and entry.card.threshold.value == 42.0
+    assert registry.load("line-a").card.threshold.value == 42.0  # the files say so too
+    model, _ = registry.startup_model(LoadedModel(card, tiny.onnx, tiny.path))
+    assert model.card.threshold.value == 42.0
+
+
 def test_names_are_unique_and_checked(registry: Registry, tiny: LoadedModel) -> None:
     registry.add(tiny, "line-a")
     with pytest.raises(ModelError, match="already kept"):

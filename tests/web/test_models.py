@@ -240,7 +240,9 @@ def test_a_refit_and_a_shadow_run_from_the_page_s_api(labeled) -> None:
                    headers=headers).status_code == 202
     assert _wait_for_job(qa)["state"] == "done"
     report = qa.get("/api/models/refit-1/shadow").get_json()
-    assert report["labeled"] == len(ids) and report["before"]["sha256"] == boxed_sha(app)
+    assert report["excluded_training"] == MIN_REFIT_SAMPLES  # fitted on: not judged on
+    assert report["labeled"] == len(ids) - MIN_REFIT_SAMPLES
+    assert report["before"]["sha256"] == boxed_sha(app)
     page = qa.get("/models/refit-1/shadow").get_data(as_text=True)
     assert "would change" in page and "false rejects" in page
     assert "false rejects" in qa.get("/models").get_data(as_text=True)
