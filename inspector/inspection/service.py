@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 COUNTERS = ("inspected", "stale", "passed", "rejected", "errors")
 FAULT_PAUSE_S = 0.01
+SHADOW_WINDOW_S = 2.0  # a live shadow stands aside when inspection was busy over this
 
 
 class InspectionService:
@@ -389,7 +390,8 @@ class InspectionService:
             shadow = self.live_shadow
             if shadow is not None and verdict != "error":  # never waits: see LiveShadow
                 shadow.offer(header.camera, header.seq, inspected_ns, record.frame,
-                             detector.model.sha256, prediction.score, verdict)
+                             detector.model.sha256, prediction.score, verdict,
+                             self._load.busy_share(self.workers, SHADOW_WINDOW_S))
         for sink in self.sinks:
             sink(record)
 

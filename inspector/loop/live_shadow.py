@@ -4,8 +4,10 @@ Its verdicts are stored as shadow results and never reach the outputs (the line,
 results feed, the panel's counts). It must never make the active model's verdicts late,
 so it takes what is left over: one thread at a low CPU priority, one ONNX Runtime thread,
 and a queue of ``QUEUE_FRAMES`` frames. A frame that arrives while the queue is full is
-not scored by the candidate (counted as ``skipped``), never waited for. The share scored
-says what the comparison covers.
+not scored by the candidate (``skipped``), never waited for; nor is one that arrives while
+inspection's workers were busy ``BUSY_LIMIT`` of the last seconds or more (``yielded``):
+near saturation even a low-priority thread's share of the cores and caches makes queued
+verdicts late. The share scored says what the comparison covers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ NICENESS = 15  # as background jobs: inspection, capture and the recorder come f
 MAX_MINUTES = 24 * 60.0  # a live shadow ends by itself within a day
 RECENT_DISAGREEMENTS = 50  # kept in memory for the page
 WRITE_EVERY = 50  # shadow results stored in batches of this many
+BUSY_LIMIT = 0.6  # inspection's busy share (last seconds) at which the shadow stands aside
 
 
 class ShadowSink(Protocol):
@@ -52,7 +55,8 @@ class LiveShadow:
         self.candidate, self.store, self.name = candidate, store, name or candidate.card.name
         self.minutes, self._clock = minutes, clock
         self.started_ns, self.ends_at = time.time_ns(), clock() + minutes * 60
-        self.offered = self.scored = self.skipped = self.disagreements = self.failed = 0
+        self.offered = self.scored = self.skipped = self.yielded = 0
+        self.disagreements = self.failed = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DISAGREEMENTS)
         self.stopped_by: str | None = None
         self._queue: queue.Queue[tuple] = queue.Queue(QUEUE_FRAMES)
@@ -71,11 +75,17 @@ class LiveShadow:
         return self._thread.is_alive() and not self._stop.is_set()
 
     def offer(self, camera: str, seq: int, inspected_ns: int, frame: np.ndarray,
-              active_sha256: str, active_score: float, active_verdict: str) -> None:
+              active_sha256: str, active_score: float, active_verdict: str,
+              busy: float | None = None) -> None:
+        """``busy``: inspection's recent busy share; at ``BUSY_LIMIT`` or more the frame is
+        left to inspection alone."""
         if self._stop.is_set():
             return
         with self._lock:
             self.offered += 1
+            if busy is not None and busy >= BUSY_LIMIT:
+                self.yielded += 1
+                return
         try:
             self._queue.put_nowait((camera, seq, inspected_ns, frame, active_sha256,
                                     active_score, active_verdict))
@@ -93,7 +103,8 @@ class LiveShadow:
     def status(self) -> dict[str, Any]:
         with self._lock:
             counts = {"offered": self.offered, "scored": self.scored, "skipped": self.skipped,
-                      "disagreements": self.disagreements, "failed": self.failed}
+                      "yielded": self.yielded, "disagreements": self.disagreements,
+                      "failed": self.failed}
             recent = list(self.recent)
         left = max(0.0, self.ends_at - self._clock())
         return {"model": self.name, "sha256": self.candidate.sha256, "minutes": self.minutes,

@@ -18,7 +18,7 @@ from inspector.config import parse_config
 from inspector.errors import InspectorError
 from inspector.inspection import DEMO_MODEL, InspectionService
 from inspector.loop import LiveShadow
-from inspector.loop.live_shadow import QUEUE_FRAMES
+from inspector.loop.live_shadow import BUSY_LIMIT, QUEUE_FRAMES
 from inspector.model import Detector, LoadedModel, load_model, sha256_bytes
 from inspector.store import Store
 from inspector.store import models as store_models
@@ -73,13 +73,14 @@ def test_the_candidate_s_verdicts_are_stored_and_never_sent_on(service: tuple,
         sender.send(parts.render(seq).image, "cam1", seq, time.time_ns())
         collect.wait(seq + 1)  # one at a time: the shadow's queue never overflows here
         deadline = time.monotonic() + 10
-        while shadow.status()["scored"] + shadow.status()["skipped"] < seq + 1:
+        while sum(shadow.status()[k] for k in ("scored", "skipped", "yielded")) < seq + 1:
             assert time.monotonic() < deadline, shadow.status()
             time.sleep(0.01)
     shadow.stop("test")
     status = shadow.status()
     assert (status["offered"], status["running"], status["stopped_by"]) == (12, False, "test")
-    assert status["scored"] + status["skipped"] == 12 and status["scored"] >= 1
+    assert status["scored"] + status["skipped"] + status["yielded"] == 12
+    assert status["scored"] >= 1
     active = [r for r in collect.records]
     assert {r.model_sha256 for r in active} == {svc.detector.model.sha256}  # only the active
     rows = store.shadow_results(candidate.sha256, limit=100)
@@ -101,6 +102,16 @@ def test_offering_never_waits_for_the_candidate(store: Store) -> None:
     assert time.monotonic() - started < 5  # nothing blocked (a generous bound, not a timing)
     status = shadow.status()
     assert (status["offered"], status["skipped"]) == (50, 50 - QUEUE_FRAMES)
+
+
+def test_it_stands_aside_while_inspection_is_busy(store: Store) -> None:
+    shadow = LiveShadow(strict(load_model(DEMO_MODEL)), store, minutes=1)  # not started
+    frame = np.zeros((64, 64, 3), np.uint8)
+    shadow.offer("cam1", 1, 1, frame, "ab" * 32, 1.0, "pass", busy=BUSY_LIMIT)
+    shadow.offer("cam1", 2, 2, frame, "ab" * 32, 1.0, "pass", busy=BUSY_LIMIT - 0.01)
+    status = shadow.status()
+    assert (status["offered"], status["yielded"], status["skipped"]) == (2, 1, 0)
+    assert shadow._queue.qsize() == 1  # only the frame offered while inspection had room
 
 
 def test_it_ends_by_itself_when_its_time_is_up(store: Store) -> None:
