@@ -20,6 +20,7 @@ from typing import Any
 from inspector.errors import InspectorError
 from inspector.fitting import FitOptions, FitResult, fit
 from inspector.loop.jobs import Cancelled
+from inspector.loop.shadow import scope
 from inspector.model import ModelCard, save_model
 from inspector.store import Store
 
@@ -124,13 +125,8 @@ def refit_samples(
     clauses = ["verdict != 'error'",
                "(label = 'good'" + (" OR (label IS NULL AND verdict = 'pass'"
                                    " AND image_path IS NOT NULL))" if include_passes else ")")]
-    params: list[Any] = []
-    if chosen_cameras is not None:
-        clauses.append(f"camera IN ({', '.join('?' * len(chosen_cameras))})")
-        params += chosen_cameras
-    if since_ns is not None:
-        clauses.append("inspected_ns >= ?")
-        params.append(int(since_ns))
+    scoped, params = scope(chosen_cameras, since_ns)
+    clauses += scoped
     # The store has no public query for "labeled good or unlabeled pass, of these cameras,
     # with or without a frame" that reads only ids and paths (``search`` reads and parses
     # every column of every row, and filters one camera): read its database directly, and

@@ -60,20 +60,30 @@ def _frame_path(store: Store, rel: str | None) -> Path | None:
     return store.root / path
 
 
+def scope(cameras: Sequence[str] | str | None, since_ns: int | None
+          ) -> tuple[list[str], list[Any]]:
+    """SQL conditions and parameters for the part of the history a refit or a shadow run
+    reads: these ``cameras`` (None: all; a string is one camera), since ``since_ns``."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if cameras is not None:
+        chosen = list(dict.fromkeys([cameras] if isinstance(cameras, str) else cameras))
+        clauses.append(f"camera IN ({', '.join('?' * len(chosen))})")
+        params.extend(chosen)
+    if since_ns is not None:
+        clauses.append("inspected_ns >= ?")
+        params.append(int(since_ns))
+    return clauses, params
+
+
 def labeled_history(
     store: Store, cameras: Sequence[str] | None = None, since_ns: int | None = None
 ) -> tuple[list[dict], int]:
     """The labeled (good or defect) inspections whose frame is on disk, oldest first, each
     with its absolute ``frame_path``; and how many labeled ones lack a frame (none kept,
     or the file gone). ``cameras`` None means every camera; ``since_ns`` by inspected_ns."""
-    clauses, params = ["label IN ('good', 'defect')"], []
-    if cameras is not None:
-        cameras = [cameras] if isinstance(cameras, str) else list(cameras)
-        clauses.append(f"camera IN ({', '.join('?' * len(cameras))})")
-        params.extend(cameras)
-    if since_ns is not None:
-        clauses.append("inspected_ns >= ?")
-        params.append(int(since_ns))
+    clauses, params = scope(cameras, since_ns)
+    clauses.append("label IN ('good', 'defect')")
     # Store has no public query for this (its ``search`` serves the review page: newest
     # first, one camera, paged), so read through its Database as the store's own parts do:
     # one consistent snapshot however labels change meanwhile.

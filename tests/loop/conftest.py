@@ -9,10 +9,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import zmq
 
+from inspector.bus import FrameSender
+from inspector.config import parse_config
 from inspector.imaging import list_images
-from inspector.model import ModelCard, load_model
+from inspector.inspection import DEMO_MODEL, InspectionService
+from inspector.model import Detector, ModelCard, load_model
 from inspector.store import Store
+from tests.conftest import make_endpoint
+from tests.inspection.test_pipeline import _Collect
 from tests.store.conftest import NOW, record
 
 
@@ -59,3 +65,24 @@ class Line:
         return ids
 
 
+
+
+@pytest.fixture
+def service(tmp_path: Path, zmq_context: zmq.Context) -> Iterator[tuple]:
+    """A running InspectionService on the demo model (one worker, one camera), a sender of
+    frames to it and what it sent on; ``drift_window`` 40, so drift shows within tests."""
+    frames = make_endpoint("inproc", tmp_path)
+    config = parse_config({
+        "cameras": [{"id": "cam1", "type": "synthetic", "latency_budget_ms": 5000}],
+        "bus": {"frames": frames, "results": f"inproc://results-{id(tmp_path)}"},
+        "model": {"path": str(DEMO_MODEL), "intra_op_threads": 1},
+        "inspection": {"workers": 1, "drift_window": 40},
+        "storage": {"root": str(tmp_path / "store")}}, base_dir=tmp_path)
+    collect = _Collect()
+    svc = InspectionService(config, Detector.open(DEMO_MODEL, threads=1, providers=("cpu",)),
+                            zmq_context, sinks=[collect])
+    svc.start()
+    sender = FrameSender(frames, zmq_context, hwm=1000)
+    yield svc, sender, collect
+    sender.close()
+    svc.stop(drain_quiet_ms=50)

@@ -4,21 +4,14 @@ alarm, which clears by itself when the scores come back."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from camera.synthetic import PartGenerator
-from inspector.bus import FrameSender
-from inspector.config import parse_config
-from inspector.inspection import DEMO_MODEL, InspectionService
 from inspector.loop import DriftMonitor
-from inspector.model import Detector, ModelCard, ScoreScale, load_model
-from tests.conftest import make_endpoint
-from tests.inspection.test_pipeline import _Collect
+from inspector.model import ModelCard, ScoreScale, load_model
 
 
 @pytest.fixture(scope="module")
@@ -76,25 +69,6 @@ def test_cameras_are_bounded(card: ModelCard) -> None:
     assert [d.camera for d in monitor.check(card)] == ["cam7", "cam8", "cam9"]
     with pytest.raises(ValueError):
         DriftMonitor(window=2)
-
-
-@pytest.fixture
-def service(tmp_path: Path, zmq_context: zmq.Context) -> Iterator[tuple]:
-    frames = make_endpoint("inproc", tmp_path)
-    config = parse_config({
-        "cameras": [{"id": "cam1", "type": "synthetic", "latency_budget_ms": 5000}],
-        "bus": {"frames": frames, "results": f"inproc://results-{id(tmp_path)}"},
-        "model": {"path": str(DEMO_MODEL), "intra_op_threads": 2},
-        "inspection": {"workers": 1, "drift_window": 40},
-        "storage": {"root": str(tmp_path / "store")}}, base_dir=tmp_path)
-    collect = _Collect()
-    svc = InspectionService(config, Detector.open(DEMO_MODEL, threads=2, providers=("cpu",)),
-                            zmq_context, sinks=[collect])
-    svc.start()
-    sender = FrameSender(frames, zmq_context, hwm=1000)
-    yield svc, sender, collect
-    sender.close()
-    svc.stop(drain_quiet_ms=50)
 
 
 def test_a_camera_whose_images_darken_raises_the_alarm_and_it_clears(service: tuple) -> None:

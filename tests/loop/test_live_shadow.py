@@ -10,20 +10,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import zmq
 
 from camera.synthetic import PartGenerator
-from inspector.bus import FrameSender
-from inspector.config import parse_config
 from inspector.errors import InspectorError
-from inspector.inspection import DEMO_MODEL, InspectionService
+from inspector.inspection import DEMO_MODEL
 from inspector.loop import LiveShadow
 from inspector.loop.live_shadow import BUSY_LIMIT, QUEUE_FRAMES
-from inspector.model import Detector, LoadedModel, load_model, sha256_bytes
+from inspector.model import LoadedModel, load_model, sha256_bytes
 from inspector.store import Store
 from inspector.store import models as store_models
-from tests.conftest import make_endpoint
-from tests.inspection.test_pipeline import _Collect
 
 
 def strict(model: LoadedModel) -> LoadedModel:
@@ -41,25 +36,6 @@ def strict(model: LoadedModel) -> LoadedModel:
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "var") as opened:
         yield opened
-
-
-@pytest.fixture
-def service(tmp_path: Path, zmq_context: zmq.Context) -> Iterator[tuple]:
-    frames = make_endpoint("inproc", tmp_path)
-    config = parse_config({
-        "cameras": [{"id": "cam1", "type": "synthetic", "latency_budget_ms": 5000}],
-        "bus": {"frames": frames, "results": f"inproc://results-{id(tmp_path)}"},
-        "model": {"path": str(DEMO_MODEL), "intra_op_threads": 1},
-        "inspection": {"workers": 1},
-        "storage": {"root": str(tmp_path / "store")}}, base_dir=tmp_path)
-    collect = _Collect()
-    svc = InspectionService(config, Detector.open(DEMO_MODEL, threads=1, providers=("cpu",)),
-                            zmq_context, sinks=[collect])
-    svc.start()
-    sender = FrameSender(frames, zmq_context, hwm=1000)
-    yield svc, sender, collect
-    sender.close()
-    svc.stop(drain_quiet_ms=50)
 
 
 def test_the_candidate_s_verdicts_are_stored_and_never_sent_on(service: tuple,
