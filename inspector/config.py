@@ -157,6 +157,9 @@ class _CameraBase(_Strict):
     # A frame older than this on arrival, or whose verdict would be later, gets "error".
     latency_budget_ms: Annotated[float, Field(gt=0)] = 1000.0
     mm_per_pixel: Annotated[float, Field(gt=0)] | None = None  # defect areas in mm² when set
+    # The score-drift alarm assumes most parts are good; off for a camera that mostly sees
+    # defects (a rework station, a replayed test set).
+    drift_alarm: bool = True
 
 
 class FolderCamera(_CameraBase):

@@ -25,8 +25,9 @@ def demo_config(store: Path, port: int | None = None) -> Config:
         "cameras": [
             {"id": "synthetic", "type": "synthetic", "seed": 7, "width": 256, "height": 256,
              "defect_rate": 0.25, "fps": 8},
+            # A test set is mostly defects: no typical good part for the drift alarm.
             {"id": "replay", "type": "folder", "path": str(REPO_ROOT / "sample_images" / "test"),
-             "fps": 4},
+             "fps": 4, "drift_alarm": False},
         ],
         "model": {"path": str(DEMO_MODEL)},
         "storage": {"root": str(store.resolve())},

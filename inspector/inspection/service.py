@@ -72,6 +72,7 @@ class InspectionService:
         self.config = config
         self._budgets = {c.id: c.latency_budget_ms for c in config.cameras}
         self._scales = {c.id: c.mm_per_pixel for c in config.cameras}
+        self._drift_alarm = {c.id: c.drift_alarm for c in config.cameras}
         # Frames from a camera the config does not name get the config's default budget.
         self._default_budget = SyntheticCamera.model_fields["latency_budget_ms"].default
         self.detector = detector
@@ -175,8 +176,7 @@ class InspectionService:
         return self.swap_model(LoadedModel(edited, current.model.onnx, current.model.path))
 
     def rollback(self) -> bool:
-        """Go back to the previous model (between two batches); False when there is none.
-        Once back, there is no previous one: undoing twice must not re-apply the change."""
+        """Back to the previous model, once (False when none): an undo, not a toggle."""
         with self._swap_lock:
             if self.previous is None:
                 return False
@@ -386,7 +386,8 @@ class InspectionService:
         self.publisher.publish(header.camera, document)
         self.preview.update(header.camera, record.frame, record.anomaly_map, document)
         if prediction is not None and detector is not None:
-            self.drift.observe(header.camera, detector.model.sha256, prediction.score)
+            if self._drift_alarm.get(header.camera, True):
+                self.drift.observe(header.camera, detector.model.sha256, prediction.score)
             shadow = self.live_shadow
             if shadow is not None and verdict != "error":  # never waits: see LiveShadow
                 shadow.offer(header.camera, header.seq, inspected_ns, record.frame,

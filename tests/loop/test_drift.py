@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from camera.synthetic import PartGenerator
+from inspector.bus import FrameSender
+from inspector.inspection import DEMO_MODEL, InspectionService
 from inspector.loop import DriftMonitor
-from inspector.model import ModelCard, ScoreScale, load_model
+from inspector.model import Detector, ModelCard, ScoreScale, load_model
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,29 @@ def test_a_camera_whose_images_darken_raises_the_alarm_and_it_clears(service: tu
     assert send(21, 0.6) != []  # within the documented window/2 + 1 parts
     assert "score drift on cam1" in svc.alarms()[-1]
     assert send(40, 1.0) == []  # the light is back: cleared without anyone acting
+
+
+def test_a_camera_can_be_left_out_of_the_drift_alarm(tmp_path: Path, zmq_context) -> None:
+    from inspector.inspection import demo_config
+
+    config = demo_config(tmp_path / "store")
+    replay = next(c for c in config.cameras if c.id == "replay")
+    assert replay.drift_alarm is False  # a replayed test set is mostly defects
+    svc = InspectionService(config, Detector.open(DEMO_MODEL, threads=1, providers=("cpu",)),
+                            zmq_context)
+    sender = FrameSender(config.bus.frames, zmq_context, hwm=100)
+    svc.start()
+    try:
+        dark = (PartGenerator(seed=7).render(0).image * 0.3).astype(np.uint8)
+        deadline = time.monotonic() + 60
+        for seq in range(svc.drift.min_parts + 5):
+            for camera in ("replay", "synthetic"):  # one at a time: the bus queues are short
+                sender.send(dark, camera, seq, time.time_ns())
+                while svc.accounting().get(camera, {}).get("inspected", 0) <= seq:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.005)
+        drifting = [a for a in svc.alarms() if a.startswith("score drift")]
+        assert drifting and all("on synthetic" in a for a in drifting)
+    finally:
+        sender.close()
+        svc.stop(drain_quiet_ms=50)
