@@ -87,7 +87,7 @@ def bare_fps(images: list[np.ndarray], seconds: float, plan: ThreadPlan = SERIAL
 
 
 def config(cameras: int, workers: int | str, max_batch: int, tag: str = "plan",
-           root: Path = Path("var")):
+           root: Path = Path("var"), frame_format: str = "png"):
     """The product's config for one benchmark configuration; threads as "auto" plans them."""
     return parse_config({
         "cameras": [{"id": f"cam{i}", "type": "synthetic", "latency_budget_ms": 60_000}
@@ -95,7 +95,7 @@ def config(cameras: int, workers: int | str, max_batch: int, tag: str = "plan",
         "bus": {"frames": f"inproc://frames-{tag}", "results": f"inproc://results-{tag}"},
         "model": {"path": str(DEMO_MODEL), "providers": ["cpu"]},
         "inspection": {"max_batch": max_batch, "workers": workers},
-        "storage": {"root": str(root / tag)},
+        "storage": {"root": str(root / tag), "frame_format": frame_format},
     })
 
 
@@ -103,11 +103,11 @@ class Run:
     """One pipeline (core + recorder + store) fed by sender threads."""
 
     def __init__(self, root: Path, cameras: int, workers: int | str, max_batch: int,
-                 record: bool = True) -> None:
+                 record: bool = True, frame_format: str = "png") -> None:
         self.context = zmq.Context()
         tag = f"{cameras}-{workers}-{max_batch}-{time.monotonic_ns()}"
-        self.config = config(cameras, workers, max_batch, tag, root)
-        self.store = Store(self.config.storage.root)
+        self.config = config(cameras, workers, max_batch, tag, root, frame_format)
+        self.store = Store(self.config.storage.root, frame_format=frame_format)
         # The recorder exactly as `inspector run` builds it (passes keep images at the
         # configured sample rate, 10% by default).
         self.recorder = Recorder(self.store, retention_policy(self.config.storage))
@@ -179,6 +179,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, nargs="+", default=[1])
     parser.add_argument("--no-store", action="store_true",
                         help="leave the recorder out (to see what storing costs)")
+    parser.add_argument("--frame-format", choices=["png", "jpeg"], default="png",
+                        help="how the store keeps frames (storage.frame_format)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     seconds = 3.0 if args.quick else 10.0
@@ -199,7 +201,8 @@ def main() -> None:
             for plan, workers in plans.items():
                 for max_batch in args.max_batch:
                     row = measure(images, seconds, Path(tmp), cameras, workers, plan,
-                                  max_batch, record=not args.no_store)
+                                  max_batch, record=not args.no_store,
+                                  frame_format=args.frame_format)
                     report["runs"].append(row)
                     print(f"| {cameras} | {row['plan']} | {max_batch} | {row['bare_serial_fps']} "
                           f"| {row['bare_plan_fps']} | {row['model_ms']} | {row['fps']} | "
@@ -216,10 +219,11 @@ def main() -> None:
 
 
 def measure(images: list[np.ndarray], seconds: float, root: Path, cameras: int,
-            workers: int | str, plan: ThreadPlan, max_batch: int, record: bool) -> dict:
+            workers: int | str, plan: ThreadPlan, max_batch: int, record: bool,
+            frame_format: str = "png") -> dict:
     serial, model_ms = bare_fps(images, seconds)
     planned, plan_ms = bare_fps(images, seconds, plan) if plan.workers > 1 else (serial, model_ms)
-    run = Run(root, cameras, workers, max_batch, record=record)
+    run = Run(root, cameras, workers, max_batch, record=record, frame_format=frame_format)
     try:
         fps = run.feed(images, seconds, None)
         row = {"cameras": cameras, "workers": workers, "max_batch": max_batch,
