@@ -37,7 +37,6 @@ from inspector.loop import (
     JobRunning,
     Registry,
     as_job,
-    check_model_name,
     refit_candidate,
     refit_samples,
     shadow_candidate,
@@ -67,7 +66,7 @@ def _may_promote() -> bool:
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:
-    shadow = registry().shadow(entry.name) if entry.folder is not None else None
+    shadow = registry().shadow(entry)
     summary = None if shadow is None else {
         "at": _time(shadow["at_ns"]), "labeled": shadow["labeled"],
         "changed": len(shadow["changed"]),
@@ -146,22 +145,27 @@ def _start(kind: str, job: Any, description: str) -> dict[str, Any]:
 def _start_refit(values: Any) -> dict[str, Any]:
     name = values.get("name")
     try:
-        check_model_name(name)
+        registry().check_new_name(name)
     except ValueError as exc:
         abort(400, str(exc))
-    if any(e.name == name and e.folder is not None for e in registry().entries()):
-        abort(409, f"a model named {name!r} is already kept; choose another name")
+    except ModelError as exc:
+        abort(409, str(exc))
     include = values.get("include_passes") in (True, "on", "true", "1")
     job = as_job(refit_candidate, registry(), name, g.user["name"], include_passes=include,
                  **_scope(values))
     return _start("refit", job, f"refit {name} by {g.user['name']}")
 
 
-def _start_shadow(name: str, values: Any) -> dict[str, Any]:
+def _entry(name: str) -> Entry:
+    """The model ``name`` (or sha256 prefix) kept here; 404 with the reason otherwise."""
     try:
-        entry = registry().get(name)
+        return registry().get(name)
     except UnknownModel as exc:
         abort(404, str(exc))
+
+
+def _start_shadow(name: str, values: Any) -> dict[str, Any]:
+    entry = _entry(name)
     job = as_job(shadow_candidate, registry(), entry.name, **_scope(values))
     return _start("shadow", job, f"shadow run of {entry.name} by {g.user['name']}")
 
@@ -217,11 +221,8 @@ def shadow_form(name: str) -> Any:
 @bp.get("/models/<name>/shadow")
 @login_required("qa")
 def shadow_page(name: str) -> Any:
-    try:
-        entry = registry().get(name)
-    except UnknownModel as exc:
-        abort(404, str(exc))
-    report = registry().shadow(entry.name)
+    entry = _entry(name)
+    report = registry().shadow(entry)
     if report is None:
         abort(404, f"{entry.name} has had no shadow run yet; start one on the Models page.")
     changed = [{**c, "time": _time(c["inspected_ns"]),
@@ -236,13 +237,10 @@ def shadow_page(name: str) -> Any:
 @bp.get("/models/<name>/promote")
 @login_required("qa")
 def confirm_page(name: str) -> Any:
-    try:
-        entry = registry().get(name)
-    except UnknownModel as exc:
-        abort(404, str(exc))
+    entry = _entry(name)
     active = next((e for e in registry().entries() if e.active), None)
     return render_template("promote.html", entry=_entry_json(entry),
-                           report=registry().shadow(entry.name),
+                           report=registry().shadow(entry),
                            active=None if active is None else _entry_json(active),
                            may_promote=_may_promote())
 
@@ -315,10 +313,7 @@ def start_shadow(name: str) -> Any:
 @bp.get("/api/models/<name>/shadow")
 @login_required("qa")
 def shadow_report(name: str) -> Any:
-    try:
-        report = registry().shadow(registry().get(name).name)
-    except UnknownModel as exc:
-        abort(404, str(exc))
+    report = registry().shadow(_entry(name))
     if report is None:
         abort(404, f"{name} has had no shadow run yet")
     return jsonify(report)

@@ -18,10 +18,10 @@ try:
 except ImportError:  # not POSIX: one box runs one command at a time by convention
     fcntl = None  # type: ignore[assignment]
 
-from inspector.errors import InspectorError, ModelError, UnknownModel
+from inspector.errors import InspectorError, UnknownModel
 from inspector.loop.jobs import JobFunction, Report, ShouldStop
 from inspector.loop.refit import refit, refit_samples
-from inspector.loop.registry import Entry, Registry, check_model_name
+from inspector.loop.registry import Entry, Registry
 from inspector.loop.shadow import shadow_run
 from inspector.model import LoadedModel, load_model
 
@@ -70,9 +70,7 @@ def refit_candidate(registry: Registry, name: str, user: str | None, *,
                     should_stop: ShouldStop = _never) -> Entry:
     """Fit a candidate named ``name`` the way the active model was fitted, on the store's
     labeled good frames, and keep it in the registry (not active)."""
-    check_model_name(name)
-    if any(e.name == name and e.folder is not None for e in registry.entries()):
-        raise ModelError(f"a model named {name!r} is already kept; choose another name")
+    registry.check_new_name(name)  # before the fit, not after it
     entry, active = active_model(registry)
     report("reading samples", 0.0)
     samples = refit_samples(registry.store, cameras=cameras, since_ns=since_ns,

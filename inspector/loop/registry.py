@@ -154,12 +154,10 @@ class Registry:
                             model.card.threshold.value)
                 return self.get(same.name)
             return same
-        taken = {e.name for e in existing.values() if e.folder is not None}
         if name is None:
+            taken = {e.name for e in existing.values() if e.folder is not None}
             name = _unique(_as_name(model.card.name), taken)
-        check_model_name(name)
-        if name in taken:
-            raise ModelError(f"a model named {name!r} is already kept; choose another name")
+        self.check_new_name(name)
         target = self.folder / name
         self.folder.mkdir(parents=True, exist_ok=True)
         # Written whole into a hidden folder, then renamed: a crash leaves no half model
@@ -179,6 +177,14 @@ class Registry:
         logger.info("model %s (%s…) kept in %s", name, model.sha256[:12], target)
         return self.get(name)
 
+    def check_new_name(self, name: Any) -> str:
+        """``name`` when a new model may be kept under it: ``ValueError`` when it is no
+        model name, ``ModelError`` when a kept model has it."""
+        check_model_name(name)
+        if any(e.name == name and e.folder is not None for e in self.entries()):
+            raise ModelError(f"a model named {name!r} is already kept; choose another name")
+        return name
+
     def save_shadow(self, key: str, report: dict[str, Any]) -> None:
         """Keep ``report`` (``ShadowReport.to_json()``, plus when) as the model's figures on
         the labeled history; the latest run replaces the one before."""
@@ -187,9 +193,10 @@ class Registry:
             raise UnknownModel(f"model {entry.name} is not kept; nothing to attach a report to")
         write_atomic(entry.folder / SHADOW_FILE, json.dumps(report, indent=1).encode())
 
-    def shadow(self, key: str) -> dict[str, Any] | None:
-        """The latest shadow report of ``key``, or None when it has had none."""
-        entry = self.get(key)
+    def shadow(self, key: str | Entry) -> dict[str, Any] | None:
+        """The latest shadow report of ``key`` (a name, or an entry already at hand), or
+        None when it has had none."""
+        entry = key if isinstance(key, Entry) else self.get(key)
         if entry.folder is None:
             return None
         try:

@@ -4,8 +4,6 @@ and never sent on; it never makes inspection wait, and it ends by itself."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -30,12 +28,6 @@ def strict(model: LoadedModel) -> LoadedModel:
         "name": "rejects-all", "onnx_sha256": sha256_bytes(data),
         "threshold": model.card.threshold.model_copy(update={"value": 1e-6})})
     return LoadedModel(card, data, model.path)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "var") as opened:
-        yield opened
 
 
 def test_the_candidate_s_verdicts_are_stored_and_never_sent_on(service: tuple,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,6 @@ def variant(model: LoadedModel, threshold: float, name: str = "variant") -> Load
         "name": name, "onnx_sha256": sha256_bytes(onnx),
         "threshold": model.card.threshold.model_copy(update={"value": threshold})})
     return LoadedModel(card, onnx, model.path)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "var") as opened:
-        yield opened
 
 
 @pytest.fixture

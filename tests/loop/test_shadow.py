@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +53,6 @@ def add(store: Store, seq: int, frame: np.ndarray | None, label: str | None,
 
 def frame_file(store: Store, row_id: int) -> Path:
     return store.root / store.get(row_id)["image_path"]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "var") as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")
