@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
+import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -257,6 +258,21 @@ class BusConfig(_Strict):
     send_hwm: Annotated[int, Field(ge=1)] = 2
     recv_hwm: Annotated[int, Field(ge=1)] = 2
     max_frame_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
+    # CurveZMQ on the result feed (a tcp:// one reaches other hosts): the box's secret key
+    # file (zmq.auth.create_certificates writes one), and optionally a folder of the public
+    # key files of the clients allowed to subscribe; without it any client that knows the
+    # box's public key may.
+    results_secret_key: Path | None = None
+    results_clients: Path | None = None
+
+    _key_file = field_validator("results_secret_key")(_path_field(lambda p: _existing_file(p)))
+    _clients = field_validator("results_clients")(_path_field(lambda p: _existing_folder(p)))
+
+    @model_validator(mode="after")
+    def _curve_needs_key(self) -> BusConfig:
+        if self.results_clients is not None and self.results_secret_key is None:
+            raise ValueError("results_clients needs results_secret_key (CurveZMQ)")
+        return self
 
     @field_validator("frames", "results", "triggers")
     @classmethod
@@ -358,6 +374,9 @@ class WebConfig(_Strict):
     idle_logout_minutes: Annotated[float, Field(gt=0)] = 30.0
     secure_cookies: bool = False  # set true when the UI is served over HTTPS
     qa_can_promote: bool = False  # QA may promote and roll back models (admins always may)
+    # GET /metrics asks for "Authorization: Bearer <token>" when set; open to any client when
+    # not (a Prometheus scraper has no session). Set it through INSPECTOR__WEB__METRICS_TOKEN.
+    metrics_token: Annotated[str, Field(min_length=16)] | None = None
     defect_types: list[Annotated[str, Field(min_length=1, max_length=40)]] = [
         "scratch", "dent", "spot", "crack", "missing_feature", "contamination", "other",
     ]  # keys 1-9 in the review page pick these in order
@@ -366,6 +385,7 @@ class WebConfig(_Strict):
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     file: Path | None = None
+    format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers
 
     @field_validator("level", mode="before")
     @classmethod
@@ -373,6 +393,72 @@ class LoggingConfig(_Strict):
         return value.upper() if isinstance(value, str) else value
 
     _resolve = field_validator("file")(_path_field(_log_file))
+
+
+BoxId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+HostPort = Annotated[str, Field(pattern=r"^[^\s:]*:[0-9]{1,5}$")]
+
+
+def _default_box_id() -> str:
+    """The host name, cut to what a box id (an MQTT topic level) may hold."""
+    name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
+    return name[:64] or "box"
+
+
+class ModbusConfig(_Strict):
+    """The PLC's side of the reject gate: a Modbus TCP server the PLC polls
+    (register map in docs/integration.md)."""
+
+    listen: HostPort  # "0.0.0.0:502" (port 502 needs CAP_NET_BIND_SERVICE) or "0.0.0.0:5020"
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1  # the device id the PLC addresses; 0: any
+    heartbeat_ms: Annotated[int, Field(ge=50, le=10_000)] = 500  # the heartbeat register ticks
+
+
+class MqttConfig(_Strict):
+    """Verdicts, status, alarms and counters to an MQTT broker (topics in
+    docs/integration.md). The password comes from the environment variable named by
+    ``password_env``, never from the file."""
+
+    url: Annotated[str, Field(pattern=r"^mqtts?://[^\s/:]+(:[0-9]{1,5})?/?$")]  # mqtts: TLS
+    prefix: Annotated[str, Field(pattern=r"^[^\s+#]{1,100}$")] = "inspector"
+    qos: Literal[0, 1, 2] = 1
+    username: str | None = None
+    password_env: str = "INSPECTOR_MQTT_PASSWORD"
+    tls_ca: Path | None = None  # CA bundle for mqtts://; None: the system's
+    tls_cert: Path | None = None  # client certificate and key, when the broker asks for one
+    tls_key: Path | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    counters_interval_s: Seconds = 10.0
+    # Verdicts held while the broker is away; beyond it the oldest go, counted.
+    buffer: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    reconnect_min_s: Seconds = 1.0
+    reconnect_max_s: Seconds = 30.0
+
+    _files = field_validator("tls_ca", "tls_cert", "tls_key")(_path_field(_existing_file))
+
+
+class OutputsConfig(_Strict):
+    """Where verdicts leave the box besides the result feed (``bus.results``)."""
+
+    box_id: BoxId = Field(default_factory=_default_box_id)  # this box among many (MQTT topics)
+    modbus: ModbusConfig | None = None
+    mqtt: MqttConfig | None = None
+
+
+class AlarmsConfig(_Strict):
+    """When the box raises an alarm (inspector.monitor): each is raised and cleared with a
+    reason and timestamps, kept in the store, and shown on the panel, MQTT and /metrics."""
+
+    check_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # A free-running camera with no frame for this long is down; a triggered one is down
+    # only while its source fails to open or read.
+    camera_down_s: Seconds = 5.0
+    # More than this share of the verdicts over error_window_s are errors (and at least
+    # error_min_count of them).
+    error_rate: Annotated[float, Field(gt=0, le=1)] = 0.2
+    error_window_s: Seconds = 60.0
+    error_min_count: Annotated[int, Field(ge=1)] = 10
+    disk_low_percent: Annotated[float, Field(gt=0, le=100)] = 90.0  # of the store's filesystem
 
 
 class Config(_Strict):
@@ -385,6 +471,8 @@ class Config(_Strict):
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    alarms: AlarmsConfig = AlarmsConfig()
 
 
 # Every section, validated even when the file leaves it out, so that its defaults resolve
@@ -542,7 +630,8 @@ def _set_path(node: Any, keys: list[str], value: str) -> None:
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     models: list[type[BaseModel]] = [Config, WatchdogConfig, BusConfig, ModelConfig]
-    models += [InspectionConfig, StorageConfig, WebConfig, LoggingConfig, *_CAMERA_MODELS]
+    models += [InspectionConfig, StorageConfig, WebConfig, LoggingConfig, OutputsConfig]
+    models += [ModbusConfig, MqttConfig, AlarmsConfig, *_CAMERA_MODELS]
     for model in models:
         names.update(model.model_fields)
     return names

@@ -15,7 +15,7 @@ import zmq
 from inspector.errors import BusError
 
 
-def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool, **options: int) -> Any:
+def open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool, **options: Any) -> Any:
     """A socket of ``kind`` bound or connected to ``endpoint``, closing with linger 0;
     ``options`` are ZeroMQ socket options by name (``SNDHWM=4``)."""
     sock = context.socket(kind)

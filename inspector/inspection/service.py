@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import zmq
 
 from inspector.bus import MAX_UNKNOWN_CAMERAS, Frame, FrameReceiver
@@ -48,7 +47,7 @@ from inspector.model import (
     ScoreScale,
     Threshold,
 )
-from inspector.outputs import ResultPublisher
+from inspector.outputs import Output, ResultPublisher, curve_server
 from inspector.store import InspectionRecord
 
 logger = logging.getLogger(__name__)
@@ -68,6 +67,7 @@ class InspectionService:
         context: zmq.Context,
         sinks: list[Callable[[InspectionRecord], None]] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        outputs: list[Output] | None = None,
     ) -> None:
         self.config = config
         self._budgets = {c.id: c.latency_budget_ms for c in config.cameras}
@@ -98,7 +98,11 @@ class InspectionService:
         self._stop = threading.Event()
         self._drain_quiet_ms = 300
         self._receive_lock = threading.Lock()  # one worker at a time takes frames
-        self.publisher = ResultPublisher(config.bus.results, context)
+        self.publisher = ResultPublisher(config.bus.results, context,
+                                         curve=curve_server(config.bus))
+        # Where each verdict's document goes, in its camera's order: the result feed first,
+        # then the line and the plant (PLC, MQTT, metrics). Each returns at once.
+        self.outputs: list[Output] = [self.publisher.publish, *(outputs or [])]
         # Per camera: tickets handed out in arrival order, the next ticket to leave, verdicts
         # parked until their turn, and whether a worker is busy sending them out.
         self._issued: Counter[str] = Counter()
@@ -368,22 +372,16 @@ class InspectionService:
         counts = self.counts.setdefault(header.camera, Counter())
         counts[v.counter] += 1
         counts[{"pass": "passed", "reject": "rejected", "error": "errors"}[verdict]] += 1
-        scale = detector.card.score_scale if detector is not None else None
-        record = InspectionRecord(
-            camera=header.camera, seq=header.seq, part_id=header.part_id,
-            captured_ns=header.ts_ns, inspected_ns=inspected_ns, verdict=verdict,
-            score=None if prediction is None else prediction.score,
-            threshold=None if detector is None else detector.threshold,
-            model_sha256=None if detector is None else detector.model.sha256,
-            latency_ms=latency, regions=v.regions if verdict == "reject" else [], error=error,
-            frame=np.ascontiguousarray(v.frame.image),
-            anomaly_map=None if prediction is None else prediction.anomaly_map,
-            map_low=scale.low if scale else 0.0, map_high=scale.high if scale else 1.0,
-        )
+        record = v.record(verdict, error, latency, inspected_ns)
         result = Result(record, verdict == "reject" or (
             verdict == "error" and self.config.inspection.error_is_reject))
         document = result.document()
-        self.publisher.publish(header.camera, document)
+        for output in self.outputs:
+            try:
+                output(header.camera, document)
+            except Exception:  # one broken output must not keep the verdict from the others
+                logger.exception("output %r failed on %s seq %s", output, header.camera,
+                                 header.seq)
         self.preview.update(header.camera, record.frame, record.anomaly_map, document)
         if prediction is not None and detector is not None:
             if self._drift_alarm.get(header.camera, True):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from inspector.bus import Frame
 from inspector.model import Detector, Prediction
 from inspector.store import InspectionRecord
@@ -21,6 +23,23 @@ class Verdict:
     error: str | None
     counter: str
     regions: list[dict[str, Any]]
+
+    def record(self, verdict: str, error: str | None, latency: dict[str, float],
+               inspected_ns: int) -> InspectionRecord:
+        """The verdict as the store keeps it, decided at ``inspected_ns``."""
+        header, prediction, detector = self.frame.header, self.prediction, self.detector
+        scale = detector.card.score_scale if detector is not None else None
+        return InspectionRecord(
+            camera=header.camera, seq=header.seq, part_id=header.part_id,
+            captured_ns=header.ts_ns, inspected_ns=inspected_ns, verdict=verdict,
+            score=None if prediction is None else prediction.score,
+            threshold=None if detector is None else detector.threshold,
+            model_sha256=None if detector is None else detector.model.sha256,
+            latency_ms=latency, regions=self.regions if verdict == "reject" else [],
+            error=error, frame=np.ascontiguousarray(self.frame.image),
+            anomaly_map=None if prediction is None else prediction.anomaly_map,
+            map_low=scale.low if scale else 0.0, map_high=scale.high if scale else 1.0,
+        )
 
 
 @dataclass(frozen=True)

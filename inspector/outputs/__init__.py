@@ -1,8 +1,17 @@
-"""Where verdicts leave the box: sinks that never block inspection.
+"""Where verdicts leave the box: outputs that never block inspection.
 
-- ``results``: the ZeroMQ result channel, one JSON document per verdict (PUB/SUB)
+- ``results``: the result feed, one JSON document per verdict (PUB/SUB, CurveZMQ optional),
+  and ``Output``, what every output is to the inspection service
 """
 
-from inspector.outputs.results import ResultPublisher, ResultSubscriber
+from inspector.outputs.results import (
+    SCHEMA_PATH,
+    CurveServer,
+    Output,
+    ResultPublisher,
+    ResultSubscriber,
+    curve_server,
+)
 
-__all__ = ["ResultPublisher", "ResultSubscriber"]
+__all__ = ["SCHEMA_PATH", "CurveServer", "Output", "ResultPublisher", "ResultSubscriber",
+           "curve_server"]
