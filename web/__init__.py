@@ -1,9 +1,9 @@
 """The web UI: a Flask app over the results store and the live inspection state.
 
 One blueprint per area (``auth``, ``operator``, ``review``, ``admin``, ``api``,
-``media``). Requests read and label stored results; they never run inference.
-Every script and style is served from the package: the panel works with no
-network beyond the box.
+``media``, ``models``, ``health`` for machines, ...). Requests read and label stored
+results; they never run inference. Every script and style is served from the package:
+the panel works with no network beyond the box.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 csrf = CSRFProtect()
 
 
-def create_app(config: Config, store: Store, live: Any = None, **overrides: Any) -> Flask:
-    """The UI for ``store``; ``live`` is the running ``InspectionService`` when in-process."""
+def create_app(config: Config, store: Store, live: Any = None, monitor: Any = None,
+               metrics: Any = None, **overrides: Any) -> Flask:
+    """The UI for ``store``; ``live`` is the running ``InspectionService``, ``monitor`` its
+    ``inspector.monitor.Monitor`` and ``metrics`` its ``Metrics`` when in-process."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=config.web.secret_key or _secret_key(Path(config.storage.root)),
@@ -62,6 +64,8 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
     )
     app.extensions["store"] = store
     app.extensions["live"] = live
+    app.extensions["monitor"] = monitor
+    app.extensions["metrics"] = metrics
     app.extensions["inspector_config"] = config
     app.extensions["api_token"] = _api_token(Path(config.storage.root))
     # Not at the top: `inspector --help` would load ONNX.
@@ -74,6 +78,7 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
         admin,
         api,
         auth,
+        health,
         live,
         live_shadow,
         media,
@@ -107,7 +112,7 @@ def create_app(config: Config, store: Store, live: Any = None, **overrides: Any)
                   error_message="Too many sign-in attempts from this address; wait a minute.",
                   )(auth.bp)
     for module in (auth, operator, review, admin, api, media, stats, live, models,
-                   live_shadow):
+                   live_shadow, health):
         app.register_blueprint(module.bp)
     for code in (400, 403, 404, 409, 413, 429, 503):
         app.register_error_handler(code, _error_page)

@@ -211,16 +211,31 @@ def panel() -> Any:
 
 
 def current_alarms() -> list[str]:
-    """What is wrong now that the people at the line should see: the store's (disk) and,
-    inside ``inspector run``, inspection's (capacity, a dead worker, score drift)."""
-    live = current_app.extensions["live"]
-    alarms = [_store().alarm] + (live.alarms() if live is not None else [])
-    return [alarm for alarm in alarms if alarm]
+    """The alarms raised now, for the people at the line: the running box's own board inside
+    ``inspector run``, else those the store's history holds open (the box that writes it)."""
+    monitor = current_app.extensions["monitor"]
+    if monitor is not None:
+        return [alarm.message for alarm in monitor.board.active()]
+    return [f"{a['subject']}: {a['reason']}" if a["subject"] else a["reason"]
+            for a in reversed(_store().alarms(active_only=True, limit=20))]
+
+
+@bp.get("/alarms")
+@login_required()
+def alarms() -> Any:
+    """The alarm history, newest first (``?active=1``: only those raised now)."""
+    active = request.args.get("active") in ("1", "true")
+    return jsonify(items=_store().alarms(active_only=active,
+                                         limit=int_arg(request.args, "limit", 200, 1, MAX_PAGE)))
 
 
 @bp.get("/accounting")
 @login_required()
 def accounting() -> Any:
+    """Per camera: captured, dropped, inspected, ... (the same numbers as /metrics)."""
+    monitor = current_app.extensions["monitor"]
+    if monitor is not None:
+        return jsonify(monitor.totals())
     live = current_app.extensions["live"]
     return jsonify(live.accounting() if live is not None else {})
 

@@ -89,8 +89,9 @@ class WebServer:
     """The UI on ``config.web.host:port``; ``close()`` stops it. A crash here never stops
     inspection: the server runs in its own daemon thread."""
 
-    def __init__(self, config: Config, store: Store, live: Any = None) -> None:
-        self.app = create_app(config, store, live)
+    def __init__(self, config: Config, store: Store, live: Any = None,
+                 monitor: Any = None, metrics: Any = None) -> None:
+        self.app = create_app(config, store, live, monitor, metrics)
         self._server = create_server(yielding_to_inspection(self.app), host=config.web.host,
                                      port=config.web.port, **server_options())
         self.url = f"http://{config.web.host}:{self._server.effective_port}/"

@@ -27,12 +27,11 @@ from inspector.inspection.detectors import load_detector
 from inspector.inspection.service import InspectionService
 from inspector.loop import Registry
 from inspector.model import load_model
+from inspector.monitor import Metrics, Monitor
 from inspector.store import Recorder, RetentionPolicy, Store
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_KEYS = ("captured", "published", "dropped", "received", "inspected", "passed",
-                "rejected", "errors", "malformed", "stale")
 
 
 def retention_policy(storage: StorageConfig) -> RetentionPolicy:
@@ -52,7 +51,7 @@ def run_pipeline(
     duration_s: float | None = None,
     interval_s: float = 2.0,
     source_factory: Callable[[CameraConfig], FrameSource] = make_source,
-    web_server: Callable[[Config, Store, InspectionService], Any] | None = None,
+    web_server: Callable[[Config, Store, InspectionService, Monitor, Metrics], Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run until ``stop_event`` (or ``duration_s``, or every source finished); return the totals.
 
@@ -72,13 +71,17 @@ def run_pipeline(
     service = InspectionService(config, detector, context, sinks=[recorder.submit])
     group = CaptureGroup(config.cameras, config.bus.frames, stop_event, context,
                          config.bus.send_hwm, source_factory)
+    monitor = Monitor(config, store, recorder, service, group)
+    metrics = Metrics(monitor)
+    service.outputs.append(metrics.publish)
     stuck: list[str] = []
     started = time.monotonic()
     recorder.start()
     service.start()
+    monitor.start()
     web = None
     if web_server is not None and config.web.enabled:
-        web = web_server(config, store, service)
+        web = web_server(config, store, service, monitor, metrics)
         web.start()
         print(f"web UI: {web.url}", file=out, flush=True)
     try:
@@ -89,47 +92,32 @@ def run_pipeline(
             if duration_s is not None and now - started >= duration_s:
                 break
             if now - last_report >= interval_s:
-                for camera, counts in totals(group, service).items():
+                for camera, counts in monitor.totals().items():
                     print(f"[{now - started:7.1f}s] {_line(camera, counts)}", file=out, flush=True)
-                for alarm in _alarms(store, recorder, service):
-                    print(f"[{now - started:7.1f}s] ALARM: {alarm}", file=out, flush=True)
+                for alarm in monitor.board.active():
+                    print(f"[{now - started:7.1f}s] ALARM: {alarm.message}", file=out,
+                          flush=True)
                 last_report = now
     finally:
         if web is not None:
             web.close()
         stuck = group.stop()
         service.stop()
+        monitor.check()  # the last word on the run: what is still wrong as it stops
+        for alarm in monitor.board.active():
+            print(f"ALARM: {alarm.message}", file=out, flush=True)
+        monitor.stop()
         # Waits until every queued verdict is written (or counted as failed): closing the
         # store under a busy recorder loses what it still holds.
         if recorder.stop():
             store.close()
         else:  # only with a timeout; the thread finishes its writes before the process ends
             logger.error("recorder still running; results store left open")
-        for alarm in (store.alarm, recorder.alarm):  # the service has stopped: no capacity
-            if alarm:
-                print(f"ALARM: {alarm}", file=out, flush=True)
         if not stuck:  # term() would wait forever on the socket of a thread stuck in a read
             context.term()
-    result = totals(group, service)
+    result = monitor.totals()
     for camera, counts in result.items():
         print(json.dumps({"camera": camera, **counts}), file=out, flush=True)
-    return result
-
-
-def _alarms(store: Store, recorder: Recorder, service: InspectionService) -> list[str]:
-    """What is wrong now: disk, recorder backlog, and inspection's own (capacity, a dead
-    worker, score drift)."""
-    return [alarm for alarm in (store.alarm, recorder.alarm) if alarm] + service.alarms()
-
-
-def totals(group: CaptureGroup, service: InspectionService) -> dict[str, dict[str, Any]]:
-    """Camera-side and inspection-side counters side by side, per camera."""
-    # Inspection side first: read after the cameras', received could pass published.
-    inspected = service.accounting()
-    result = {}
-    for camera, counts in group.stats().items():
-        merged = {**counts, **inspected.get(camera, {})}
-        result[camera] = {key: merged.get(key, 0) for key in SUMMARY_KEYS}
     return result
 
 

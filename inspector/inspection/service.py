@@ -226,15 +226,6 @@ class InspectionService:
                     "frames are dropped at capture")
         return None
 
-    def alarms(self) -> list[str]:
-        """What is wrong with inspection now: capacity, a dead worker, score drift."""
-        alarms = [self.capacity_alarm()]
-        dead = self.dead_workers()
-        if dead:
-            alarms.append(f"inspection workers died: {', '.join(dead)}")
-        alarms.extend(drift.message() for drift in self.drift.check(self.detector.card))
-        return [alarm for alarm in alarms if alarm]
-
     def dead_workers(self) -> list[str]:
         """Workers that ended while the service was not stopping (should be none; each
         survives whatever it meets, but health checks must see it if one does not)."""

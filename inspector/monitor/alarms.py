@@ -30,6 +30,7 @@ ALARM_KINDS = (
     "drift",  # a camera's scores drifted from those the model was fitted on
     "worker_dead",  # a thread of the box ended
     "output_down",  # an output (MQTT broker) cannot be reached
+    "storage_error",  # image or database writes fail for another reason than a full disk
 )
 
 

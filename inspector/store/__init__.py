@@ -8,6 +8,7 @@
 - ``accounts``: web UI users and the audit log
 - ``models``: the models the store has seen and which one is active
 - ``retention``: what history to keep (``RetentionPolicy``) and deleting the rest
+- ``alarms``: the history of alarms raised and cleared
 - ``db``, ``schema``: the shared SQLite connection and the schema's migration steps
 - ``recorder``: the thread that writes verdicts to the store off the inspection path, one
   transaction a batch, from a bounded queue

@@ -139,8 +139,22 @@ CREATE TABLE shadow_results (
 CREATE INDEX shadow_results_model ON shadow_results(model_sha256, id);
 """
 
+# v7 (alarms): every alarm raised and cleared, bounded by the store (MAX_ALARM_ROWS).
+_SCHEMA_V7 = """
+CREATE TABLE alarms (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raised_ns INTEGER NOT NULL,
+    cleared_ns INTEGER
+);
+CREATE INDEX alarms_raised ON alarms(raised_ns);
+CREATE INDEX alarms_open ON alarms(cleared_ns) WHERE cleared_ns IS NULL;
+"""
+
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
-    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6)
+    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6, _SCHEMA_V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

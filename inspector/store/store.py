@@ -9,7 +9,8 @@ Layout under ``root``::
 
 Each concern lives in its own module and is one base of ``Store``: ``inspections``
 (writing and querying results), ``labels`` (append-only history), ``accounts`` (users,
-audit), ``models`` (the models seen), ``retention`` (what history to keep). They share
+audit), ``models`` (the models seen), ``retention`` (what history to keep), ``alarms``
+(the alarm history). They share
 one ``Database`` (``db``) and one ``ImageFiles`` (``images``).
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from inspector.store.accounts import Accounts
+from inspector.store.alarms import AlarmLog
 from inspector.store.db import Database, SpaceReserve, closing_on_failure
 from inspector.store.images import ImageFiles
 from inspector.store.inspections import Inspections
@@ -47,7 +49,7 @@ DEFAULT_MIN_FREE_BYTES = 64 * 2**20
 DEFAULT_RESERVE_BYTES = 16 * 2**20
 
 
-class Store(Inspections, LabelHistory, Accounts, ModelRegistry, Retention):
+class Store(Inspections, LabelHistory, Accounts, ModelRegistry, Retention, AlarmLog):
     """SQLite results database plus image files under ``root``; safe to share between threads.
 
     One connection is shared behind a lock. Writers that touch files (adding, retention,

@@ -148,8 +148,8 @@ class Line:
         self._out = out.open("w")
         self.thread = threading.Thread(target=self._run, name="test-pipeline", daemon=True)
 
-    def _web_server(self, config: Config, store: Store, service: Any) -> WebServer:
-        server = WebServer(config, store, service)
+    def _web_server(self, config: Config, store: Store, service: Any, *watch: Any) -> WebServer:
+        server = WebServer(config, store, service, *watch)
         server.app.extensions["jobs"] = self.jobs
         return server
 

@@ -85,12 +85,16 @@ def test_a_camera_whose_images_darken_raises_the_alarm_and_it_clears(service: tu
             sender.send(image, "cam1", sent, time.time_ns())
             sent += 1
         collect.wait(sent)
-        return [a for a in svc.alarms() if a.startswith("score drift")]
+        return [a for a in _drift_messages(svc) if a.startswith("score drift")]
 
     assert send(40, 1.0) == []
     assert send(21, 0.6) != []  # within the documented window/2 + 1 parts
-    assert "score drift on cam1" in svc.alarms()[-1]
+    assert "score drift on cam1" in _drift_messages(svc)[-1]
     assert send(40, 1.0) == []  # the light is back: cleared without anyone acting
+
+
+def _drift_messages(svc: InspectionService) -> list[str]:
+    return [drift.message() for drift in svc.drift.check(svc.detector.card)]
 
 
 def test_a_camera_can_be_left_out_of_the_drift_alarm(tmp_path: Path, zmq_context) -> None:
@@ -112,7 +116,7 @@ def test_a_camera_can_be_left_out_of_the_drift_alarm(tmp_path: Path, zmq_context
                 while svc.accounting().get(camera, {}).get("inspected", 0) <= seq:
                     assert time.monotonic() < deadline
                     time.sleep(0.005)
-        drifting = [a for a in svc.alarms() if a.startswith("score drift")]
+        drifting = [a for a in _drift_messages(svc) if a.startswith("score drift")]
         assert drifting and all("on synthetic" in a for a in drifting)
     finally:
         sender.close()

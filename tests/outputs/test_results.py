@@ -1,12 +1,20 @@
-"""The result channel (PUB/SUB) over real ZeroMQ sockets, on every transport."""
+"""The result feed (PUB/SUB) over real ZeroMQ sockets, on every transport, plain and with
+CurveZMQ."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import zmq
+import zmq.auth
 
-from inspector.outputs import ResultPublisher, ResultSubscriber
+from inspector.config import parse_config
+from inspector.errors import ConfigError
+from inspector.outputs import ResultPublisher, ResultSubscriber, curve_server
+from tests.conftest import free_tcp_port
 
 
 def _subscribed(publisher: ResultPublisher, subscriber: ResultSubscriber) -> None:
@@ -65,3 +73,65 @@ def test_subscriber_skips_unreadable_results(zmq_context: zmq.Context) -> None:
         subscriber.close()
     assert results[:2] == [None, None]
     assert results[2] == ("cam1", {"ok": True})
+
+
+def _curve_keys(folder: Path, name: str) -> tuple[bytes, bytes]:
+    _, secret_file = zmq.auth.create_certificates(str(folder), name)
+    public, secret = zmq.auth.load_certificate(secret_file)
+    return public, secret
+
+
+def _feed(tmp_path: Path, clients: Path | None) -> tuple[ResultPublisher, bytes]:
+    keys = tmp_path / "box"
+    keys.mkdir()
+    _, secret_file = zmq.auth.create_certificates(str(keys), "box")
+    bus = SimpleNamespace(results_secret_key=Path(secret_file), results_clients=clients)
+    curve = curve_server(bus)
+    assert curve is not None
+    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    return ResultPublisher(endpoint, zmq.Context.instance(), curve=curve), curve.public_key
+
+
+def _receives(publisher: ResultPublisher, subscriber: ResultSubscriber) -> bool:
+    for _ in range(40):
+        publisher.publish("cam1", {"seq": 1})
+        if subscriber.recv(timeout_ms=25) is not None:
+            return True
+    return False
+
+
+def test_a_curve_feed_serves_clients_that_know_the_box_key_and_no_one_else(
+        tmp_path: Path) -> None:
+    publisher, box_key = _feed(tmp_path, clients=None)
+    trusted = ResultSubscriber(publisher.endpoint, server_key=box_key)
+    plain = ResultSubscriber(publisher.endpoint)  # no CurveZMQ: the handshake fails
+    try:
+        assert _receives(publisher, trusted)
+        assert not _receives(publisher, plain)
+    finally:
+        for sock in (trusted, plain, publisher):
+            sock.close()
+
+
+def test_a_curve_feed_with_a_client_folder_lets_in_only_the_listed_keys(tmp_path: Path) -> None:
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    listed = _curve_keys(clients, "plc-bridge")
+    stranger = _curve_keys(tmp_path, "stranger")
+    publisher, box_key = _feed(tmp_path, clients=clients)
+    allowed = ResultSubscriber(publisher.endpoint, server_key=box_key, client_keys=listed)
+    refused = ResultSubscriber(publisher.endpoint, server_key=box_key, client_keys=stranger)
+    try:
+        assert _receives(publisher, allowed)
+        assert not _receives(publisher, refused)
+    finally:
+        for sock in (allowed, refused, publisher):
+            sock.close()
+
+
+def test_the_curve_keys_are_checked_by_the_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="results_clients needs results_secret_key"):
+        parse_config({"bus": {"results_clients": str(tmp_path)}})
+    with pytest.raises(ConfigError, match=r"bus\.results_secret_key: .*does not exist"):
+        parse_config({"bus": {"results_secret_key": str(tmp_path / "none.key_secret")}},
+                     runnable=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from flask import Flask
 
+from inspector.monitor import AlarmBoard, Condition
 from web import create_app
 
 from .webutil import PASSWORDS, FakeLive, filled_store, web_config
@@ -278,11 +280,32 @@ def test_qa_exports_labeled_samples_as_a_dataset(app: Flask) -> None:
 
 
 def test_the_panel_shows_the_alarms_of_the_line(app: Flask, tmp_path: Path) -> None:
-    live = FakeLive()
-    panel_app = create_app(web_config(tmp_path / "store"), app.extensions["store"], live)
+    board = AlarmBoard()
+    monitor = SimpleNamespace(board=board, totals=lambda: {"cam1": {"captured": 3}})
+    panel_app = create_app(web_config(tmp_path / "store"), app.extensions["store"], FakeLive(),
+                           monitor)
     client = panel_app.test_client()
     login(client, "operator")
     assert client.get("/api/panel").get_json()["alarms"] == []
-    live.raised.append("score drift on cam1: the typical part scores 3.1 (fitted 2.4), up")
-    assert client.get("/api/panel").get_json()["alarms"] == live.raised
+    board.update([Condition("drift", "score drift on cam1: the typical part scores 3.1", "cam1")])
+    assert client.get("/api/panel").get_json()["alarms"] == [
+        "cam1: score drift on cam1: the typical part scores 3.1"]
     assert 'id="alarms"' in client.get("/panel").get_data(as_text=True)
+    assert client.get("/api/accounting").get_json() == {"cam1": {"captured": 3}}
+
+
+def test_the_ui_apart_from_inspection_shows_the_alarms_the_box_left_open(app: Flask) -> None:
+    store = app.extensions["store"]
+    store.log_alarm("camera_down", "cam2", "no frame for 6 s", 1_000)
+    store.log_alarm("disk_low", "", "the store's filesystem is 93% full", 2_000)
+    store.log_alarm("disk_low", "", "the store's filesystem is 91% full", 2_000, 3_000)
+    client = app.test_client()
+    login(client, "operator")
+    assert client.get("/api/panel").get_json()["alarms"] == ["cam2: no frame for 6 s"]
+    history = client.get("/api/alarms").get_json()["items"]
+    assert [(a["kind"], a["active"]) for a in history] == [("disk_low", False),
+                                                          ("camera_down", True)]
+    assert [a["kind"] for a in client.get("/api/alarms?active=1").get_json()["items"]] == [
+        "camera_down"]
+
+

@@ -79,13 +79,9 @@ class FakeLive:
         self.preview = Preview()
         frame = np.full((64, 64, 3), 120, np.uint8)
         self.preview.update("cam1", frame, np.ones((64, 64), np.float32), {"seq": 1})
-        self.raised: list[str] = []  # alarms a test raises
 
     def accounting(self) -> dict:
         return {"cam1": {"received": 1, "inspected": 1}}
-
-    def alarms(self) -> list[str]:
-        return list(self.raised)
 
 
 class HttpBrowser:
