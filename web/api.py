@@ -210,14 +210,17 @@ def panel() -> Any:
                    alarms=current_alarms())
 
 
-def current_alarms() -> list[str]:
-    """The alarms raised now, for the people at the line: the running box's own board inside
-    ``inspector run``, else those the store's history holds open (the box that writes it)."""
+def current_alarms() -> list[dict[str, Any]]:
+    """The alarms raised now, oldest first, for the people at the line: the running box's
+    own board inside ``inspector run``, else those the store's history holds open (written
+    by the box that runs apart from this UI)."""
     monitor = current_app.extensions["monitor"]
     if monitor is not None:
-        return [alarm.message for alarm in monitor.board.active()]
-    return [f"{a['subject']}: {a['reason']}" if a["subject"] else a["reason"]
-            for a in reversed(_store().alarms(active_only=True, limit=20))]
+        raised = [alarm.document() for alarm in monitor.board.active()]
+    else:
+        raised = list(reversed(_store().alarms(active_only=True, limit=20)))
+    return [{key: alarm[key] for key in ("kind", "subject", "reason", "raised_ns")}
+            for alarm in raised]
 
 
 @bp.get("/alarms")

@@ -95,7 +95,7 @@ def run_pipeline(
                 for camera, counts in monitor.totals().items():
                     print(f"[{now - started:7.1f}s] {_line(camera, counts)}", file=out, flush=True)
                 for alarm in monitor.board.active():
-                    print(f"[{now - started:7.1f}s] ALARM: {alarm.message}", file=out,
+                    print(f"[{now - started:7.1f}s] ALARM: {alarm.reason}", file=out,
                           flush=True)
                 last_report = now
     finally:
@@ -105,7 +105,7 @@ def run_pipeline(
         service.stop()
         monitor.check()  # the last word on the run: what is still wrong as it stops
         for alarm in monitor.board.active():
-            print(f"ALARM: {alarm.message}", file=out, flush=True)
+            print(f"ALARM: {alarm.reason}", file=out, flush=True)
         monitor.stop()
         # Waits until every queued verdict is written (or counted as failed): closing the
         # store under a busy recorder loses what it still holds.

@@ -36,7 +36,8 @@ ALARM_KINDS = (
 
 @dataclass(frozen=True)
 class Condition:
-    """Something wrong now, as a part of the box states it."""
+    """Something wrong now, as a part of the box states it. ``reason`` is read on its own
+    (panel, MQTT, log), so it names the camera or output it is about."""
 
     kind: str
     reason: str
@@ -64,10 +65,6 @@ class Alarm:
     @property
     def active(self) -> bool:
         return self.cleared_ns is None
-
-    @property
-    def message(self) -> str:
-        return f"{self.subject}: {self.reason}" if self.subject else self.reason
 
     def document(self) -> dict[str, Any]:
         """As published on MQTT and served by the API."""
@@ -113,7 +110,7 @@ class AlarmBoard:
             listeners = list(self._listeners)
         for alarm in changes:
             (logger.warning if alarm.active else logger.info)(
-                "alarm %s: %s", "raised" if alarm.active else "cleared", alarm.message)
+                "alarm %s: %s", "raised" if alarm.active else "cleared", alarm.reason)
             for listener in listeners:
                 try:
                     listener(alarm)

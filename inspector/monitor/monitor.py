@@ -153,19 +153,22 @@ class Monitor:
                 seen.captured, seen.changed = stats["captured"], now
             quiet = now - seen.changed
             if stats["state"] == "reconnecting":
-                found.append(Condition("camera_down", "the source fails to open or read; "
-                                       f"{stats['reconnects']} reconnect attempts", camera))
+                found.append(Condition("camera_down", f"camera {camera} down: its source fails"
+                                       f" to open or read ({stats['reconnects']} reconnect "
+                                       "attempts)", camera))
             elif stats["state"] == "stopped" and not self.group.stop_event.is_set():
-                found.append(Condition("camera_down", "its capture thread ended", camera))
+                found.append(Condition("camera_down", f"camera {camera} down: its capture "
+                                       "thread ended", camera))
             elif (stats["state"] in ("starting", "running") and camera not in self._triggered
                   and quiet > limits.camera_down_s):
-                found.append(Condition("camera_down", f"no frame for {quiet:.0f} s", camera))
+                found.append(Condition("camera_down", f"camera {camera} down: no frame for "
+                                       f"{quiet:.0f} s", camera))
             counts = verdicts.get(camera, {})
             share = self._error_share(seen, now, counts.get("errors", 0),
                                       counts.get("passed", 0) + counts.get("rejected", 0)
                                       + counts.get("errors", 0))
             if share is not None:
-                found.append(Condition("error_rate", share, camera))
+                found.append(Condition("error_rate", f"camera {camera}: {share}", camera))
         return found
 
     def _error_share(self, seen: _Camera, now: float, errors: int, verdicts: int) -> str | None:
@@ -219,7 +222,7 @@ class Monitor:
             self.store.log_alarm(alarm.kind, alarm.subject, alarm.reason, alarm.raised_ns,
                                  alarm.cleared_ns)
         except Exception as exc:
-            logger.warning("alarm not stored: %s (%s)", alarm.message, exc)
+            logger.warning("alarm not stored: %s (%s)", alarm.reason, exc)
 
     # -- health --------------------------------------------------------------------------
 
@@ -234,7 +237,7 @@ class Monitor:
             ok = camera not in down and (stats["captured"] > 0 or camera in self._triggered)
             cameras[camera] = {"ok": ok, "reason": down.get(
                 camera, None if ok else "no frame yet")}
-        store_problem = next((a.message for a in active
+        store_problem = next((a.reason for a in active
                               if a.kind in ("disk_full", "storage_error")), None)
         dead = self.service.dead_workers() + self._dead_threads()
         checks = {

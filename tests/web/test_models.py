@@ -36,9 +36,6 @@ class RecordingInspection:
     def use_model(self, model: LoadedModel) -> None:
         self.used.append(model.sha256)
 
-    def alarms(self) -> list[str]:
-        return ["score drift on cam1: the typical part scores 3 (fitted 2, threshold 4), up"]
-
 
 def second(model: LoadedModel, name: str = "candidate") -> LoadedModel:
     onnx = model.onnx + b"\0" * 7  # other bytes, the same graph: another sha256
@@ -55,6 +52,8 @@ def boxed(tmp_path: Path, model_dir: Path) -> Iterator[tuple[Flask, RecordingIns
     registry.startup_model(running)
     registry.add(second(running), "candidate", origin={"kind": "refit", "by": "qa"})
     inspection = RecordingInspection()
+    store.log_alarm("drift", "cam1", "score drift on cam1: the typical part scores 3 (fitted "
+                    "2, threshold 4), up", 1_000)  # as the running box writes it
     app = create_app(web_config(tmp_path / "store"), store, inspection)
     yield app, inspection, running.sha256
     store.close()
@@ -287,9 +286,6 @@ class ScoringModel:
         self.detector = SimpleNamespace(model=SimpleNamespace(sha256=sha256), threshold=threshold,
                                         card=card)
         self.previous = None
-
-    def alarms(self) -> list[str]:
-        return []
 
 
 def test_the_admin_sees_what_a_threshold_would_do_before_setting_it(tmp_path: Path) -> None:

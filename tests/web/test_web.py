@@ -288,20 +288,23 @@ def test_the_panel_shows_the_alarms_of_the_line(app: Flask, tmp_path: Path) -> N
     login(client, "operator")
     assert client.get("/api/panel").get_json()["alarms"] == []
     board.update([Condition("drift", "score drift on cam1: the typical part scores 3.1", "cam1")])
-    assert client.get("/api/panel").get_json()["alarms"] == [
-        "cam1: score drift on cam1: the typical part scores 3.1"]
+    [alarm] = client.get("/api/panel").get_json()["alarms"]
+    assert alarm["reason"] == "score drift on cam1: the typical part scores 3.1"
+    assert (alarm["kind"], alarm["subject"]) == ("drift", "cam1")
+    assert alarm["raised_ns"] == board.active()[0].raised_ns
     assert 'id="alarms"' in client.get("/panel").get_data(as_text=True)
     assert client.get("/api/accounting").get_json() == {"cam1": {"captured": 3}}
 
 
 def test_the_ui_apart_from_inspection_shows_the_alarms_the_box_left_open(app: Flask) -> None:
     store = app.extensions["store"]
-    store.log_alarm("camera_down", "cam2", "no frame for 6 s", 1_000)
+    store.log_alarm("camera_down", "cam2", "camera cam2 down: no frame for 6 s", 1_000)
     store.log_alarm("disk_low", "", "the store's filesystem is 93% full", 2_000)
     store.log_alarm("disk_low", "", "the store's filesystem is 91% full", 2_000, 3_000)
     client = app.test_client()
     login(client, "operator")
-    assert client.get("/api/panel").get_json()["alarms"] == ["cam2: no frame for 6 s"]
+    assert [a["reason"] for a in client.get("/api/panel").get_json()["alarms"]] == [
+        "camera cam2 down: no frame for 6 s"]
     history = client.get("/api/alarms").get_json()["items"]
     assert [(a["kind"], a["active"]) for a in history] == [("disk_low", False),
                                                           ("camera_down", True)]

@@ -51,7 +51,8 @@ async function refresh() {
   if (!response.ok) return;
   const data = await response.json();
   const alarms = document.getElementById("alarms");
-  alarms.replaceChildren(...data.alarms.map((a) => el("p", { class: "alarm" }, a)));
+  alarms.replaceChildren(...data.alarms.map((a) => el("p", { class: "alarm" }, a.reason,
+    el("span", { class: "since" }, ` · since ${new Date(a.raised_ns / 1e6).toLocaleTimeString()}`))));
   alarms.hidden = !data.alarms.length;
   document.getElementById("cameras").replaceChildren(...data.cameras.map(tile));
   const queue = document.getElementById("queue");
