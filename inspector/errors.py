@@ -11,7 +11,8 @@ caller can catch everything of ours in one clause and still tell the kinds apart
     │   └── SourceUnavailable  an optional backend (e.g. GenICam) is not installed
     ├── ModelError           a model that cannot be loaded, verified or run here
     │   └── UnknownModel       no such model in the registry
-    └── ImageError           an image file or array the detector cannot take
+    ├── ImageError           an image file or array the detector cannot take
+    └── OutputError          an output to the line or plant (PLC gate) that cannot start
 """
 
 from __future__ import annotations
@@ -56,3 +57,7 @@ class UnknownModel(ModelError):
 
 class ImageError(InspectorError):
     """An image is unreadable, empty, not an image, or has a shape the detector cannot take."""
+
+
+class OutputError(InspectorError):
+    """An output (the PLC's Modbus gate) cannot start, e.g. its port is taken."""

@@ -13,5 +13,5 @@ EXIT_USAGE = 2
 def load_logged_config(path: Path, runnable: bool = False) -> Config:
     """Load a config file (``runnable``: with the checks ``run`` needs) and set up logging."""
     config = load_config(path, runnable=runnable)
-    setup_logging(config.logging.level, config.logging.file)
+    setup_logging(config.logging.level, config.logging.file, config.logging.format)
     return config

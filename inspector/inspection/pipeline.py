@@ -22,13 +22,15 @@ from camera.base import FrameSource
 from camera.capture import CaptureGroup
 from camera.sources import make_source
 from inspector.config import CameraConfig, Config, StorageConfig, check_runnable
-from inspector.errors import ConfigError
+from inspector.errors import ConfigError, OutputError
 from inspector.inspection.detectors import load_detector
 from inspector.inspection.service import InspectionService
 from inspector.loop import Registry
 from inspector.model import load_model
 from inspector.monitor import Metrics, Monitor
+from inspector.outputs import ModbusGate, MqttOutput
 from inspector.store import Recorder, RetentionPolicy, Store
+from inspector.systemd import ServiceNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +74,19 @@ def run_pipeline(
     group = CaptureGroup(config.cameras, config.bus.frames, stop_event, context,
                          config.bus.send_hwm, source_factory)
     monitor = Monitor(config, store, recorder, service, group)
-    metrics = Metrics(monitor)
+    line = _line_outputs(config, group, monitor)
+    metrics = Metrics(monitor, {name: output.stats for name, output in line})
     service.outputs.append(metrics.publish)
+    try:
+        _start_outputs(line)
+    except BaseException:
+        store.close()
+        context.term()
+        raise
+    for _, output in line:
+        service.outputs.append(output.publish)
+        monitor.board.subscribe(output.on_alarm)
+    notifier = ServiceNotifier()
     stuck: list[str] = []
     started = time.monotonic()
     recorder.start()
@@ -86,8 +99,13 @@ def run_pipeline(
         print(f"web UI: {web.url}", file=out, flush=True)
     try:
         group.start(config.bus.triggers)
+        notifier.ready(f"inspecting {len(config.cameras)} camera(s) with model "
+                       f"{model.card.name}")
         last_report = started
         while not stop_event.wait(0.1) and not group.all_finished():
+            # systemd restarts a box whose inspection died though the process lives on; a
+            # camera that is down is an alarm, not a reason to restart.
+            notifier.tick(healthy=not service.dead_workers() and not monitor.dead_threads())
             now = time.monotonic()
             if duration_s is not None and now - started >= duration_s:
                 break
@@ -97,8 +115,12 @@ def run_pipeline(
                 for alarm in monitor.board.active():
                     print(f"[{now - started:7.1f}s] ALARM: {alarm.reason}", file=out,
                           flush=True)
+                notifier.status("; ".join(f"{camera}: {c['inspected']} inspected, "
+                                          f"{c['rejected']} rejected"
+                                          for camera, c in monitor.totals().items()))
                 last_report = now
     finally:
+        notifier.stopping("draining: writing the verdicts still queued")
         if web is not None:
             web.close()
         stuck = group.stop()
@@ -106,7 +128,9 @@ def run_pipeline(
         monitor.check()  # the last word on the run: what is still wrong as it stops
         for alarm in monitor.board.active():
             print(f"ALARM: {alarm.reason}", file=out, flush=True)
-        monitor.stop()
+        monitor.stop()  # clears the alarms: the outputs still tell the plant
+        for _, output in reversed(line):
+            output.close()
         # Waits until every queued verdict is written (or counted as failed): closing the
         # store under a busy recorder loses what it still holds.
         if recorder.stop():
@@ -119,6 +143,36 @@ def run_pipeline(
     for camera, counts in result.items():
         print(json.dumps({"camera": camera, **counts}), file=out, flush=True)
     return result
+
+
+def _line_outputs(config: Config, group: CaptureGroup, monitor: Monitor
+                  ) -> list[tuple[str, Any]]:
+    """The PLC gate and the MQTT output the config asks for, by name, wired to the monitor:
+    the gate's ready bit is ``/readyz``, its trigger register a software trigger."""
+    line: list[tuple[str, Any]] = []
+    if config.outputs.modbus is not None:
+        line.append(("modbus", ModbusGate(config.outputs.modbus,
+                                          [camera.id for camera in config.cameras],
+                                          trigger=group.trigger,
+                                          ready=lambda: monitor.readiness()[0])))
+    if config.outputs.mqtt is not None:
+        mqtt = MqttOutput(config.outputs.mqtt, config.outputs.box_id, counters=monitor.totals)
+        monitor.add_source(mqtt.conditions)
+        line.append(("mqtt", mqtt))
+    return line
+
+
+def _start_outputs(line: list[tuple[str, Any]]) -> None:
+    """Start each output; should one fail, close those started and say which failed."""
+    for index, (name, output) in enumerate(line):
+        try:
+            output.start()
+        except Exception as exc:
+            for _, started in reversed(line[:index]):
+                started.close()
+            if isinstance(exc, OSError):  # a port taken: a restart may find it free
+                raise OutputError(f"outputs.{name}: {exc}") from exc
+            raise
 
 
 def _line(camera: str, c: dict[str, Any]) -> str:

@@ -28,14 +28,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from camera.capture import CaptureGroup
 from inspector.config import Config
-from inspector.loop import DriftMonitor
-from inspector.model import Detector
 from inspector.monitor.alarms import Alarm, AlarmBoard, Condition
-from inspector.store import Recorder, Store
+
+if TYPE_CHECKING:  # names for the type hints only: the outputs import this package, and
+    # loading the model and fitting code for them would slow every process that does
+    from camera.capture import CaptureGroup
+    from inspector.loop import DriftMonitor
+    from inspector.model import Detector
+    from inspector.store import Recorder, Store
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +134,7 @@ class Monitor:
         capacity = service.capacity_alarm()
         if capacity:
             found.append(Condition("capacity", capacity))
-        dead = service.dead_workers() + self._dead_threads()
+        dead = service.dead_workers() + self.dead_threads()
         if dead:
             found.append(Condition("worker_dead", f"threads ended: {', '.join(dead)}"))
         found += [Condition("drift", d.message(), d.camera)
@@ -207,7 +210,7 @@ class Monitor:
             return None
         return usage.used / usage.total if usage.total else None
 
-    def _dead_threads(self) -> list[str]:
+    def dead_threads(self) -> list[str]:
         """The recorder, capture threads and this monitor, ended while the box runs."""
         if self.group.stop_event.is_set() or self._stop.is_set():
             return []
@@ -239,7 +242,7 @@ class Monitor:
                 camera, None if ok else "no frame yet")}
         store_problem = next((a.reason for a in active
                               if a.kind in ("disk_full", "storage_error")), None)
-        dead = self.service.dead_workers() + self._dead_threads()
+        dead = self.service.dead_workers() + self.dead_threads()
         checks = {
             "model": {"ok": self.service.detector is not None,
                       "sha256": self.service.detector.model.sha256},

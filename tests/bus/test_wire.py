@@ -288,7 +288,7 @@ def test_made_up_camera_ids_cannot_grow_the_receivers_state(zmq_context: zmq.Con
 @pytest.mark.parametrize("body", [b"[" * 3000, b'{"camera": ' + b"[" * 3000,
                                   b'{"camera": "..", "part_id": null}',
                                   b'{"camera": "cam1\n", "part_id": null}',
-                                  b'{"camera": "cam1", "part_id": "\ud800"}',
+                                  rb'{"camera": "cam1", "part_id": "\ud800"}',
                                   b'{"camera": "cam1", "part_id": 5}', b"x" * 5000, b"\xff"])
 def test_trigger_receiver_counts_hostile_triggers_and_keeps_going(
     zmq_context: zmq.Context, body: bytes,
