@@ -222,10 +222,13 @@ class CaptureGroup:
         source_factory: Callable[[CameraConfig], FrameSource] = make_source,
     ) -> None:
         self.stop_event = stop_event
+        cameras = list(cameras)
         self.threads = [
             CaptureThread(cfg, source_factory(cfg), endpoint, stop_event, context, hwm)
-            for cfg in cameras
+            for cfg in cameras if cfg.type != "remote"
         ]
+        # Captured on other hosts: their counters are kept there (inspector capture --forward)
+        self.remote = [cfg.id for cfg in cameras if cfg.type == "remote"]
         self._by_id = {thread.config.id: thread for thread in self.threads}
         self._context = context or zmq.Context.instance()
         self.listener: threading.Thread | None = None  # software triggers from the bus
@@ -278,7 +281,12 @@ class CaptureGroup:
         thread.trigger(part_id)
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        return {thread.config.id: thread.stats.snapshot() for thread in self.threads}
+        """Per camera; a remote camera's state is "remote" and its counters are 0 here."""
+        stats = {thread.config.id: thread.stats.snapshot() for thread in self.threads}
+        for camera in self.remote:
+            stats[camera] = {**CaptureStats(state="remote").snapshot()}
+        return stats
 
     def all_finished(self) -> bool:
-        return all(not thread.is_alive() for thread in self.threads)
+        """Every local source ended (a remote camera may always send more)."""
+        return not self.remote and all(not thread.is_alive() for thread in self.threads)

@@ -1,8 +1,11 @@
-"""``inspector capture``: run the configured cameras into a counting receiver.
+"""``inspector capture``: run the configured cameras into a counting receiver, or forward
+their frames to the box that inspects them.
 
 It proves the capture half of the appliance on its own: frames travel the real
 bus and every one is accounted for (captured = published + dropped at the
-camera, received + malformed at the receiver).
+camera, received + malformed at the receiver). With ``forward`` there is no local
+receiver: the cameras send to ``bus.frames`` on another host (``tcp://``), where
+``inspector run`` takes them as ``type = "remote"`` cameras.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -32,10 +36,14 @@ def run_capture(
     duration_s: float | None = None,
     interval_s: float = 1.0,
     source_factory: Callable[[CameraConfig], FrameSource] = make_source,
+    forward: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Run until ``stop_event`` (or ``duration_s``, or every source finished); return the totals."""
+    """Run until ``stop_event`` (or ``duration_s``, or every source finished); return the
+    totals. ``forward``: send to the inspecting box at ``bus.frames`` instead of a local
+    receiver (frames queue at most ``bus.send_hwm`` per camera while it is away; the rest
+    are dropped at capture and counted)."""
     context = zmq.Context()
-    receiver = FrameReceiver(
+    receiver = None if forward else FrameReceiver(
         config.bus.frames, context, config.bus.recv_hwm, config.bus.max_frame_bytes
     )
     group = CaptureGroup(
@@ -47,13 +55,16 @@ def run_capture(
         group.start(config.bus.triggers)
         last_report, last_captured = started, dict.fromkeys(group.stats(), 0)
         while not stop_event.is_set() and not group.all_finished():
-            receiver.recv(timeout_ms=50)
+            if receiver is None:
+                stop_event.wait(0.05)
+            else:
+                receiver.recv(timeout_ms=50)
             now = time.monotonic()
             if duration_s is not None and now - started >= duration_s:
                 break
             if now - last_report >= interval_s:
                 # receiver counts first: read after the cameras', received could pass published
-                received, malformed = receiver.received.copy(), receiver.malformed.copy()
+                received, malformed = _receiver_counts(receiver)
                 for camera, counts in group.stats().items():
                     rate = (counts["captured"] - last_captured[camera]) / (now - last_report)
                     line = _report_line(camera, counts, received[camera], malformed[camera], rate)
@@ -62,9 +73,10 @@ def run_capture(
                 last_report = now
     finally:
         stuck = group.stop()
-        for _ in receiver.drain(DRAIN_QUIET_MS):
-            pass
-        receiver.close()
+        if receiver is not None:
+            for _ in receiver.drain(DRAIN_QUIET_MS):
+                pass
+            receiver.close()
         if not stuck:  # term() would wait forever on the socket of a thread stuck in a read
             context.term()
     totals = summarize(group.stats(), receiver)
@@ -74,18 +86,26 @@ def run_capture(
 
 
 def summarize(
-    stats: dict[str, dict[str, Any]], receiver: FrameReceiver
+    stats: dict[str, dict[str, Any]], receiver: FrameReceiver | None
 ) -> dict[str, dict[str, Any]]:
-    """Camera-side and receiver-side counters side by side, per camera."""
+    """Camera-side and receiver-side counters side by side, per camera (the receiver's are
+    None when forwarding: they are counted on the inspecting box)."""
+    received, malformed = _receiver_counts(receiver)
     totals: dict[str, dict[str, Any]] = {}
     for camera, counts in stats.items():
         totals[camera] = {
             key: counts[key]
             for key in ("captured", "published", "dropped", "reconnects", "read_errors", "state")
         }
-        totals[camera]["received"] = receiver.received[camera]
-        totals[camera]["malformed"] = receiver.malformed[camera]
+        totals[camera]["received"] = received[camera]
+        totals[camera]["malformed"] = malformed[camera]
     return totals
+
+
+def _receiver_counts(receiver: FrameReceiver | None) -> tuple[Any, Any]:
+    if receiver is None:
+        return defaultdict(lambda: None), defaultdict(lambda: None)
+    return receiver.received.copy(), receiver.malformed.copy()
 
 
 def _report_line(
@@ -95,7 +115,8 @@ def _report_line(
     return (
         f"{camera:<12} {rate:7.1f} fps  captured {counts['captured']}"
         f"  published {counts['published']}  dropped {counts['dropped']}"
-        f"  received {received}  malformed {malformed}"
+        f"  received {'-' if received is None else received}"
+        f"  malformed {'-' if malformed is None else malformed}"
         f"  reconnects {counts['reconnects']}  age {'-' if age is None else f'{age:.2f}s'}"
         f"  {counts['state']}"
     )

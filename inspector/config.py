@@ -239,11 +239,19 @@ class GenICamCamera(_CameraBase):
     _resolve = field_validator("cti")(_path_field(_genicam_producer))
 
 
+class RemoteCamera(_CameraBase):
+    """A camera captured on another host (``inspector capture --forward`` there), whose
+    frames reach this box's ``bus.frames`` over tcp://. Nothing is opened here."""
+
+    type: Literal["remote"]
+
+
 CameraConfig = Annotated[
-    FolderCamera | VideoCamera | DeviceCamera | StreamCamera | SyntheticCamera | GenICamCamera,
+    FolderCamera | VideoCamera | DeviceCamera | StreamCamera | SyntheticCamera | GenICamCamera
+    | RemoteCamera,
     Field(discriminator="type"),
 ]
-CAMERA_TYPES = ("folder", "video", "device", "stream", "synthetic", "genicam")
+CAMERA_TYPES = ("folder", "video", "device", "stream", "synthetic", "genicam", "remote")
 
 
 class BusConfig(_Strict):
@@ -479,7 +487,7 @@ class Config(_Strict):
 # against the file's folder and get checked too.
 _SECTIONS = tuple(name for name in Config.model_fields if name != "cameras")
 _CAMERA_MODELS = (FolderCamera, VideoCamera, DeviceCamera, StreamCamera, SyntheticCamera,
-                  GenICamCamera)
+                  GenICamCamera, RemoteCamera)
 
 
 def load_config(
@@ -551,8 +559,14 @@ def _camera_list_problems(data: dict[str, Any], runnable: bool) -> list[str]:
         return []  # validation says so
     if runnable and not cameras:
         return ["cameras: no camera configured"]
-    first: dict[str, int] = {}
+    frames = (data.get("bus") or {}).get("frames", BusConfig.model_fields["frames"].default)
     problems = []
+    for index, camera in enumerate(cameras):
+        if (isinstance(camera, dict) and camera.get("type") == "remote"
+                and isinstance(frames, str) and frames.startswith("inproc://")):
+            problems.append(f"cameras[{index}].type: a remote camera's frames come from "
+                            f"another host: set bus.frames to a tcp:// endpoint (now {frames})")
+    first: dict[str, int] = {}
     for index, camera in enumerate(cameras):
         camera_id = camera.get("id") if isinstance(camera, dict) else None
         if isinstance(camera_id, str) and camera_id in first:

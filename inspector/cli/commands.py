@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--config", type=Path, required=True)
     capture.add_argument("--duration", type=float, help="stop after this many seconds")
     capture.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
+    capture.add_argument("--forward", action="store_true",
+                         help="send the frames to the inspecting box at bus.frames (tcp://) "
+                              "instead of a local counting receiver")
     capture.set_defaults(handler=_capture)
 
     run = commands.add_parser("run", help="run cameras, inspection and the results store")
@@ -117,7 +120,7 @@ def _capture(args: argparse.Namespace) -> int:
         raise ConfigError(["cameras: no camera configured"], str(args.config))
     from camera.monitor import run_capture
 
-    run_capture(config, stop, sys.stdout, args.duration, args.interval)
+    run_capture(config, stop, sys.stdout, args.duration, args.interval, forward=args.forward)
     return 0
 
 

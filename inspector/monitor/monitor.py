@@ -3,8 +3,9 @@ into alarms every ``alarms.check_interval_s``, and whether it is ready to inspec
 
 Conditions, by kind (thresholds in the config's ``[alarms]``):
 
-    camera_down       a free-running camera captured nothing for camera_down_s; any camera
-                      whose source fails to open or read (reconnecting), or whose thread ended
+    camera_down       a free-running camera captured nothing for camera_down_s (a remote
+                      one: nothing arrived); any camera whose source fails to open or read
+                      (reconnecting), or whose capture thread ended
     error_rate        over error_window_s more than error_rate of a camera's verdicts were
                       errors (at least error_min_count of them)
     recorder_backlog  the recorder stores verdicts without pictures, or could not store some
@@ -67,6 +68,11 @@ class _Camera:
     changed: float = field(default_factory=time.monotonic)  # when ``captured`` last moved
     # (monotonic time, errors, verdicts) samples over the error window
     samples: deque[tuple[float, int, int]] = field(default_factory=deque)
+
+
+def _delivered(stats: dict[str, Any], verdicts: dict[str, int]) -> int:
+    """Frames a camera delivered: captured here, or, captured on another host, received."""
+    return verdicts.get("received", 0) if stats["state"] == "remote" else stats["captured"]
 
 
 class Monitor:
@@ -152,10 +158,16 @@ class Monitor:
         verdicts = self.service.accounting()
         for camera, stats in self.group.stats().items():
             seen = self._cameras.setdefault(camera, _Camera(changed=now))
-            if stats["captured"] != seen.captured:
-                seen.captured, seen.changed = stats["captured"], now
+            counts = verdicts.get(camera, {})
+            delivered = _delivered(stats, counts)
+            if delivered != seen.captured:
+                seen.captured, seen.changed = delivered, now
             quiet = now - seen.changed
-            if stats["state"] == "reconnecting":
+            if (stats["state"] == "remote" and camera not in self._triggered
+                    and quiet > limits.camera_down_s):
+                found.append(Condition("camera_down", f"camera {camera} down: no frame from "
+                                       f"its host for {quiet:.0f} s", camera))
+            elif stats["state"] == "reconnecting":
                 found.append(Condition("camera_down", f"camera {camera} down: its source fails"
                                        f" to open or read ({stats['reconnects']} reconnect "
                                        "attempts)", camera))
@@ -166,7 +178,6 @@ class Monitor:
                   and quiet > limits.camera_down_s):
                 found.append(Condition("camera_down", f"camera {camera} down: no frame for "
                                        f"{quiet:.0f} s", camera))
-            counts = verdicts.get(camera, {})
             share = self._error_share(seen, now, counts.get("errors", 0),
                                       counts.get("passed", 0) + counts.get("rejected", 0)
                                       + counts.get("errors", 0))
@@ -236,8 +247,10 @@ class Monitor:
         active = self.board.active()
         down = {a.subject: a.reason for a in active if a.kind == "camera_down"}
         cameras = {}
+        verdicts = self.service.accounting()
         for camera, stats in self.group.stats().items():
-            ok = camera not in down and (stats["captured"] > 0 or camera in self._triggered)
+            ok = camera not in down and (_delivered(stats, verdicts.get(camera, {})) > 0
+                                         or camera in self._triggered)
             cameras[camera] = {"ok": ok, "reason": down.get(
                 camera, None if ok else "no frame yet")}
         store_problem = next((a.reason for a in active
