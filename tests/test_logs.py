@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -141,21 +142,28 @@ def test_setup_logging_text_keeps_the_timestamp_off_the_journal(tmp_path: Path) 
                     line)
 
 
-@pytest.mark.usefixtures("restore_logging")
-def test_setup_logging_on_the_journal_drops_the_timestamp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stderr_file = tmp_path / "stderr"
+@contextmanager
+def journal_stderr(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """stderr is a file that JOURNAL_STREAM names, as under systemd; yields its path. (Set
+    inside the test: pytest puts its own stderr back between a fixture and the test.)"""
+    stderr_file = folder / "stderr"
     with stderr_file.open("w", encoding="utf-8") as stream:
         status = os.fstat(stream.fileno())
         monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
         monkeypatch.setattr(sys, "stderr", stream)
+        yield stderr_file
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_setup_logging_on_the_journal_drops_the_timestamp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with journal_stderr(tmp_path, monkeypatch) as stderr_file:
         setup_logging("INFO", tmp_path / "file.log")
         logging.getLogger("inspector.test").warning("to the journal")
         logging.getLogger("inspector.test").info("info too")
-        stream.flush()
-        for handler in logging.getLogger().handlers:
-            handler.flush()
     assert stderr_file.read_text("utf-8").splitlines() == [
         "<4>WARNING inspector.test: to the journal",
         "<6>INFO    inspector.test: info too",
@@ -168,11 +176,7 @@ def test_setup_logging_on_the_journal_drops_the_timestamp(
 def test_setup_logging_json_on_the_journal_stays_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stderr_file = tmp_path / "stderr"
-    with stderr_file.open("w", encoding="utf-8") as stream:
-        status = os.fstat(stream.fileno())
-        monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
-        monkeypatch.setattr(sys, "stderr", stream)
+    with journal_stderr(tmp_path, monkeypatch) as stderr_file:
         setup_logging("INFO", None, "json")
         logging.getLogger("inspector.test").error("shipped")
     assert json.loads(stderr_file.read_text("utf-8"))["message"] == "shipped"

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,21 @@ class Unpluggable(FrameSource):
         if not self.plugged.is_set():
             raise SourceError("device gone")
         return self.inner.read()
+
+
+def unpluggable(camera_id: str) -> tuple[dict[str, Unpluggable],
+                                          Callable[[CameraConfig], FrameSource]]:
+    """A source factory that makes ``camera_id``'s source unpluggable, and where the test
+    finds that source once the pipeline has made it."""
+    made: dict[str, Unpluggable] = {}
+
+    def sources(camera: CameraConfig) -> FrameSource:
+        source = make_source(camera)
+        if camera.id == camera_id:
+            source = made[camera_id] = Unpluggable(source)
+        return source
+
+    return made, sources
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
@@ -84,14 +100,7 @@ def test_a_camera_that_disappears_raises_camera_down_everywhere_and_clears(
         "web": {"host": "127.0.0.1", "port": 0, "metrics_token": token},
         "alarms": {"camera_down_s": 1.0, "check_interval_s": 0.2},
     }, base_dir=tmp_path)
-    unplug: dict[str, Unpluggable] = {}
-
-    def sources(camera: CameraConfig) -> FrameSource:
-        source = make_source(camera)
-        if camera.id == "cam2":
-            source = unplug["cam2"] = Unpluggable(source)
-        return source
-
+    unplug, sources = unpluggable("cam2")
     servers: list[Any] = []
 
     def web(config: Config, store: Store, *live: Any) -> WebServer:

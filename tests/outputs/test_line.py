@@ -14,15 +14,13 @@ from typing import Any
 
 from pymodbus.client import ModbusTcpClient
 
-from camera.base import FrameSource
-from camera.sources import make_source
-from inspector.config import CameraConfig, parse_config
+from inspector.config import parse_config
 from inspector.inspection import DEMO_MODEL, run_pipeline
 from inspector.monitor import ALARM_KINDS
 from inspector.outputs import BoxRegister, CameraRegister
 from inspector.outputs.modbus import CAMERA_BASE, CAMERA_STRIDE
 from tests.conftest import free_tcp_port
-from tests.monitor.test_box_alarms import Unpluggable
+from tests.monitor.test_box_alarms import unpluggable
 
 from .mosquitto import Broker
 from .test_mqtt import Subscriber
@@ -80,14 +78,7 @@ def test_plc_and_broker_take_verdicts_and_alarms_from_a_running_box(
                     "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "prefix": "plant",
                              "reconnect_min_s": 0.1, "reconnect_max_s": 0.5}},
     }, base_dir=tmp_path)
-    unplug: dict[str, Unpluggable] = {}
-
-    def sources(camera: CameraConfig) -> FrameSource:
-        source = make_source(camera)
-        if camera.id == "cam2":
-            source = unplug["cam2"] = Unpluggable(source)
-        return source
-
+    unplug, sources = unpluggable("cam2")
     verdicts = Subscriber(broker.port, "plant/line7/cam1/verdict")
     alarms = Subscriber(broker.port, "plant/line7/alarms")
     stop = threading.Event()
