@@ -117,14 +117,18 @@ def _threshold_undoable(live: Any) -> bool:
 @bp.post("/users")
 @login_required("admin")
 def create_user() -> Any:
+    """Add a user, or with ``reset`` (the button beside each user) give an existing one a
+    new password and the chosen role; adding never resets anyone silently."""
     name, role = request.form.get("name", ""), request.form.get("role", "")
+    reset = request.form.get("reset") == "1"
     try:
-        password = add_user(current_app.extensions["store"], name, role)
+        password = add_user(current_app.extensions["store"], name, role, replace=reset,
+                            by=g.user["name"])
     except ValueError as exc:
-        flash(str(exc))
+        flash(f"User not saved: {exc}")
     else:
         current_app.extensions["login_lockout"].clear(name)  # a new password, a fresh start
-        flash(f"User {name} ({role}) created; password: {password}")
+        flash(f"User {name} ({role}) {'reset' if reset else 'created'}; password: {password}")
     return redirect(url_for("admin.home"))
 
 

@@ -45,14 +45,17 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password)
 
 
-def add_user(store: Store, name: str, role: str, password: str | None = None) -> str:
-    """Create or reset a user; returns the password (a random one when none is given)."""
+def add_user(store: Store, name: str, role: str, password: str | None = None,
+             replace: bool = False, by: str | None = None) -> str:
+    """Create a user (with ``replace``: or reset an existing one's role and password);
+    returns the password (a random one when none is given). An existing name without
+    ``replace`` is a ValueError. ``by`` names who did it in the audit log."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     if not name or len(name) > 64 or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError("a user name is 1-64 letters, digits, '-' or '_'")
     password = password or secrets.token_urlsafe(9)
-    store.add_user(name, role, hash_password(password))
+    store.add_user(name, role, hash_password(password), replace, by)
     return password
 
 

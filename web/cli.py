@@ -24,12 +24,15 @@ def add_commands(commands: Any) -> None:
 
     users = commands.add_parser("users", help="manage web UI users")
     actions = users.add_subparsers(title="actions", metavar="ACTION")
-    add = actions.add_parser("add", help="create a user, or reset one's role and password")
+    add = actions.add_parser("add", help="create a user (--reset: or reset one's role and "
+                             "password)")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--config", type=Path, required=True)
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from stdin (default: generate and print one)")
+    add.add_argument("--reset", action="store_true",
+                     help="the user may exist: set its role and password, ending its sessions")
     add.set_defaults(handler=_users_add)
 
 
@@ -50,11 +53,13 @@ def _users_add(args: argparse.Namespace) -> int:
     config = load_logged_config(args.config)
     password = sys.stdin.readline().strip() if args.password_stdin else None
     with Store(config.storage.root) as store:
+        existed = store.get_user(args.name) is not None
         try:
-            password = add_user(store, args.name, args.role, password)
+            password = add_user(store, args.name, args.role, password, replace=args.reset)
         except ValueError as exc:
-            print(f"inspector users add: {exc}", file=sys.stderr)
+            hint = " (add --reset to reset it)" if existed else ""
+            print(f"inspector users add: {exc}{hint}", file=sys.stderr)
             return EXIT_USAGE
     shown = "" if args.password_stdin else f"; password: {password}"
-    print(f"user {args.name} ({args.role}) saved{shown}")
+    print(f"user {args.name} ({args.role}) {'reset' if existed else 'created'}{shown}")
     return 0

@@ -101,6 +101,9 @@ class WebServer:
     def start(self) -> None:
         self._thread.start()
         logger.info("web UI on %s", self.url)
+        if not self.app.extensions["store"].users():  # a first start: nobody can sign in
+            logger.warning("the web UI has no users yet; create an admin with: inspector "
+                           "users add NAME --role admin --config FILE")
         try:  # where the box's own commands (inspector promote, rollback) find the API
             write_atomic(self._url_file, self.url.encode())
         except OSError as exc:
@@ -117,7 +120,7 @@ class WebServer:
     @staticmethod
     def demo_users(store: Store) -> list[tuple[str, str]]:
         """One user per role, named after it, with a fresh random password each run."""
-        return [(role, add_user(store, role, role)) for role in ROLES]
+        return [(role, add_user(store, role, role, replace=True)) for role in ROLES]
 
     def close(self) -> None:
         # Closing the listener alone leaves keep-alive connections in waitress's loop,

@@ -24,10 +24,18 @@ class Accounts:
 
     _db: Database
 
-    def add_user(self, name: str, role: str, password_hash: str) -> None:
-        """Create or replace a user (the password hash comes from the web layer). Replacing
-        ends the user's sessions: a reset password must lock out whoever had the old one."""
+    def add_user(self, name: str, role: str, password_hash: str, replace: bool = False,
+                 by: str | None = None) -> bool:
+        """Create a user, or with ``replace`` reset an existing one's role and password (the
+        hash comes from the web layer); returns whether the user was new. Without
+        ``replace`` an existing name is a ValueError: adding must never silently reset
+        someone. Resetting ends the user's sessions: whoever had the old password is out.
+        ``by`` is who did it, for the audit log (None: the box's own command line)."""
         with self._db.transaction() as conn:
+            exists = conn.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
+            if exists and not replace:
+                raise ValueError(f"user {name!r} already exists (role {exists[0]}); "
+                                 "reset it instead to set a new role and password")
             conn.execute(
                 "INSERT INTO users (name, role, password_hash, created_ns) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET role = excluded.role,"
@@ -35,7 +43,9 @@ class Accounts:
                 " session_epoch = users.session_epoch + 1",
                 (name, role, password_hash, time.time_ns()),
             )
-            append_audit(conn, "user", {"name": name, "role": role}, None)
+            append_audit(conn, "user reset" if exists else "user added",
+                         {"name": name, "role": role}, by)
+            return not exists
 
     def end_sessions(self, name: str) -> int:
         """End every session of ``name`` (sign-out): its session generation moves on, so

@@ -251,3 +251,15 @@ def test_capture_on_a_taken_port_is_a_clear_error(tmp_path: Path, image_folder: 
         result = run("capture", "--config", str(config), "--duration", "1")
     assert result.returncode == 1
     assert f"cannot bind tcp://127.0.0.1:{port}" in result.stderr
+
+
+def test_users_add_creates_and_never_silently_resets(tmp_path: Path) -> None:
+    config = tmp_path / "box.toml"
+    config.write_text(f'[storage]\nroot = "{tmp_path / "store"}"\n')
+    created = run("users", "add", "ana", "--role", "qa", "--config", str(config))
+    assert created.returncode == 0 and "user ana (qa) created; password: " in created.stdout
+    again = run("users", "add", "ana", "--role", "admin", "--config", str(config))
+    assert again.returncode == 2
+    assert "already exists (role qa)" in again.stderr and "--reset" in again.stderr
+    reset = run("users", "add", "ana", "--role", "admin", "--reset", "--config", str(config))
+    assert reset.returncode == 0 and "user ana (admin) reset" in reset.stdout

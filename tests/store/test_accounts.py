@@ -30,10 +30,15 @@ def test_replacing_a_user_or_ending_its_sessions_moves_its_session_generation(
     store.add_user("alice", "qa", "hash-1")
     assert store.get_user("alice")["session_epoch"] == 0
     assert store.end_sessions("alice") == 1  # sign-out
-    store.add_user("alice", "qa", "hash-2")  # a password reset ends sessions too
-    assert store.get_user("alice")["session_epoch"] == 2
+    with pytest.raises(ValueError, match="already exists"):  # adding never resets
+        store.add_user("alice", "operator", "hash-x")
+    assert store.add_user("alice", "qa", "hash-2", replace=True, by="boss") is False
+    assert store.get_user("alice")["session_epoch"] == 2  # a password reset ends sessions
     assert store.end_sessions("nobody") == 0
-    assert [a["action"] for a in store.audit_log()] == ["user", "user"]
+    log = store.audit_log()
+    assert [(a["action"], a["user"]) for a in log][:2] in (
+        [("user reset", "boss"), ("user added", None)],
+        [("user added", None), ("user reset", "boss")])
 
 
 def test_the_role_behind_the_current_label(store: Store) -> None:

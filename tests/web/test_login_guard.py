@@ -122,11 +122,19 @@ def test_a_right_password_resets_the_count_and_an_admin_reset_unlocks(app: Flask
         post_login(client, token, "qa", "guess", f"10.8.{i}.1")
     assert lockout.retry_after("qa") > 0
     admin = app.test_client()
+    admin_token = sign_in(admin, "admin")
     page = admin.post("/admin/users", data={"name": "qa", "role": "qa",
-                                            "csrf_token": sign_in(admin, "admin")},
+                                            "csrf_token": admin_token},
                       follow_redirects=True).text
+    assert "User not saved: user &#39;qa&#39; already exists" in page  # adding never resets
+    page = admin.post("/admin/users", data={"name": "qa", "role": "qa", "reset": "1",
+                                            "csrf_token": admin_token},
+                      follow_redirects=True).text
+    assert "User qa (qa) reset" in page
     password = re.search(r"password: (\S+)</p>", page).group(1)
     assert post_login(client, token, "qa", password, "10.9.0.1").status_code == 302
+    reset = next(a for a in app.extensions["store"].audit_log() if a["action"] == "user reset")
+    assert reset["user"] == "admin" and reset["detail"]["name"] == "qa"
 
 
 def test_lockout_memory_is_bounded() -> None:
@@ -287,5 +295,6 @@ def test_a_password_reset_ends_the_users_sessions(app: Flask) -> None:
     client = app.test_client()
     sign_in(client, "operator")
     assert client.get("/api/panel").status_code == 200
-    web.auth.add_user(app.extensions["store"], "operator", "operator", "new-secret-2")
+    web.auth.add_user(app.extensions["store"], "operator", "operator", "new-secret-2",
+                      replace=True)
     assert client.get("/api/panel").status_code == 401
