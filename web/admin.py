@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -48,8 +49,16 @@ def home() -> Any:
 @login_required("admin")
 def threshold() -> Any:
     live = _running_pipeline()
+    text = request.form.get("threshold", "").strip()
     try:
-        value = float(request.form.get("threshold", ""))
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        flash(f"Threshold not changed: {text[:40]!r} is not a number; type one like "
+              f"{live.detector.threshold:.4g}")
+        return redirect(url_for("admin.home"))
+    try:
         previous = live.detector.threshold
         live.set_threshold(value, g.user["name"]).join(30)
     except ValueError as exc:

@@ -171,6 +171,8 @@ def defect_images(folder: str | Path) -> list[Path]:
     """Images in ``folder`` or, when it has none directly, in its sub-folders (one per type),
     except a ``good`` sub-folder, so an MVTec-AD ``test`` folder can be given as it is."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder")
     direct = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     if direct:
         return sorted(direct)

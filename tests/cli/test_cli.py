@@ -263,3 +263,15 @@ def test_users_add_creates_and_never_silently_resets(tmp_path: Path) -> None:
     assert "already exists (role qa)" in again.stderr and "--reset" in again.stderr
     reset = run("users", "add", "ana", "--role", "admin", "--reset", "--config", str(config))
     assert reset.returncode == 0 and "user ana (admin) reset" in reset.stdout
+
+
+@pytest.mark.parametrize("folders", [("/missing/good", None), (None, "/missing/defects")])
+def test_calibrate_on_a_missing_folder_says_so_without_a_traceback(
+        folders: tuple[str | None, str | None]) -> None:
+    images, defects = folders
+    args = ["calibrate", str(REPO_ROOT / "models/demo"), "--images",
+            images or str(REPO_ROOT / "sample_images/train/good")]
+    result = run(*args, *(["--defects", defects] if defects else []))
+    assert result.returncode == 1
+    assert f"{images or defects}: not a folder" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -237,6 +237,14 @@ def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
         client.post("/admin/threshold", data={"threshold": "-3", "csrf_token": token})
         service._take_incoming()
         assert service.detector.threshold == 9.5  # refused
+        for garbage in ("abc", "nan", "inf"):
+            page = client.post("/admin/threshold", data={"threshold": garbage,
+                                                         "csrf_token": token},
+                               follow_redirects=True).text
+            assert f"Threshold not changed: &#39;{garbage}&#39; is not a number" in page
+            assert "could not convert" not in page
+        service._take_incoming()
+        assert service.detector.threshold == 9.5
         assert "Undo the threshold change" in client.get("/admin/").text
         client.post("/admin/rollback", data={"csrf_token": token})
         service._take_incoming()
