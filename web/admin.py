@@ -32,8 +32,12 @@ EFFECT_POINTS = 120  # thresholds on the curve a user moves along
 @login_required("admin")
 def home() -> Any:
     store = current_app.extensions["store"]
+    action = request.args.get("action") or None
+    user = request.args.get("user")
+    user = None if user is None or user.strip() == "" else user.strip()[:64]
     audit = [{**entry, "time": datetime.fromtimestamp(entry["created_ns"] / 1e9, UTC)
-              .isoformat(timespec="seconds")} for entry in store.audit_log(200)]
+              .isoformat(timespec="seconds")}
+             for entry in store.audit_log(200, action, "" if user == "system" else user)]
     live = current_app.extensions["live"]
     model = None
     if live is not None:
@@ -42,7 +46,8 @@ def home() -> Any:
                  "threshold": card.threshold.value, "method": card.threshold.method,
                  "undo_to": live.previous.threshold if _threshold_undoable(live) else None}
     return render_template("admin.html", users=store.users(), audit=audit, roles=ROLES,
-                           model=model)
+                           model=model, actions=store.audit_actions(),
+                           audit_filter={"action": action or "", "user": user or ""})
 
 
 @bp.post("/threshold")

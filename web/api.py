@@ -246,7 +246,11 @@ def accounting() -> Any:
 @bp.get("/audit")
 @login_required("admin")
 def audit() -> Any:
-    return jsonify(items=_store().audit_log(int_arg(request.args, "limit", 200, 1, MAX_PAGE)))
+    """The audit log, newest first; ``?action=`` and ``?user=`` (``system``: the box) filter."""
+    user = request.args.get("user") or None
+    return jsonify(items=_store().audit_log(int_arg(request.args, "limit", 200, 1, MAX_PAGE),
+                                            request.args.get("action") or None,
+                                            "" if user == "system" else user))
 
 
 _today_lock = threading.Lock()

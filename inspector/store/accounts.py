@@ -80,6 +80,22 @@ class Accounts:
         with self._db.transaction() as conn:
             append_audit(conn, action, detail, user)
 
-    def audit_log(self, limit: int = 200) -> list[dict]:
-        rows = self._db.query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (int(limit),))
+    def audit_log(self, limit: int = 200, action: str | None = None,
+                  user: str | None = None) -> list[dict]:
+        """The newest entries first, only those of ``action`` and by ``user`` when given
+        (``user=""``: the box itself, no signed-in user)."""
+        where, params = [], []
+        if action:
+            where.append("action = ?")
+            params.append(action)
+        if user is not None:
+            where.append("user IS NULL" if user == "" else "user = ?")
+            params += [] if user == "" else [user]
+        sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._db.query(sql + " ORDER BY id DESC LIMIT ?", (*params, int(limit)))
         return [{**dict(r), "detail": json.loads(r["detail_json"])} for r in rows]
+
+    def audit_actions(self) -> list[str]:
+        """Every kind of action the audit log holds, for choosing one."""
+        return [r["action"] for r in self._db.query(
+            "SELECT DISTINCT action FROM audit ORDER BY action")]

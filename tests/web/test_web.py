@@ -320,3 +320,20 @@ def test_the_ui_apart_from_inspection_shows_the_alarms_the_box_left_open(app: Fl
         "camera_down"]
 
 
+
+
+def test_the_audit_log_filters_by_action_and_user_and_reads_as_text(app: Flask) -> None:
+    store = app.extensions["store"]
+    store.audit("threshold", {"previous": 1.5, "threshold": 2.0}, "admin")
+    store.audit("export", {"rows": 3}, "qa")
+    store.audit("retention", {"deleted": 4}, None)
+    client = app.test_client()
+    login(client, "admin")
+    page = client.get("/admin/?action=threshold").text
+    assert "<b>previous</b> 1.5" in page and "<b>threshold</b> 2.0" in page
+    assert "<b>rows</b>" not in page and "{&#34;" not in page  # no raw JSON
+    assert "<b>rows</b> 3" in client.get("/admin/?user=qa").text
+    by_box = client.get("/api/audit?user=system").get_json()["items"]
+    assert [a["action"] for a in by_box][:1] == ["retention"]
+    assert {a["user"] for a in by_box} == {None}
+    assert "No entries match the filter" in client.get("/admin/?user=nobody").text
