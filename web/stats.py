@@ -27,7 +27,8 @@ def page() -> Any:
 def data() -> Any:
     store = current_app.extensions["store"]
     hours = float_arg(request.args, "hours", 24.0, 0.1, 24 * 30.0)
-    since = time.time_ns() - int(hours * 3.6e12)
+    now = time.time_ns()
+    since = now - int(hours * 3.6e12)
     bucket = max(60, int(hours * 3600 / 120))  # about 120 points per line
     timeline: dict[str, dict[int, dict[str, int]]] = {}
     for camera, start, verdict, count in store.timeline(since, bucket):
@@ -38,7 +39,10 @@ def data() -> Any:
         totals = [sum(buckets[t].values()) for t in starts]
         series[camera] = {
             "t": starts,
-            "per_minute": [n * 60 / bucket for n in totals],
+            # The first and the current bucket are only partly inside the window: a rate
+            # over the whole bucket would understate them.
+            "per_minute": [n * 60 / _covered_s(t, bucket, since, now)
+                           for t, n in zip(starts, totals, strict=True)],
             "reject_rate": [buckets[t].get("reject", 0) / n for t, n in zip(starts, totals,
                                                                              strict=True)],
             "yield": [buckets[t].get("pass", 0) / n for t, n in zip(starts, totals, strict=True)],
@@ -50,10 +54,13 @@ def data() -> Any:
         card = live.detector.card
         model = {"sha256": live.detector.model.sha256, "name": card.name,
                  "threshold": card.threshold.value}
-    return jsonify(bucket_s=bucket, since_s=since // 10**9, until_s=time.time_ns() // 10**9,
+    monitor = current_app.extensions.get("monitor")
+    accounting = (monitor.totals() if monitor is not None
+                  else live.accounting() if live is not None else None)
+    return jsonify(bucket_s=bucket, since_s=since // 10**9, until_s=now // 10**9,
                    series=series, histogram=_histogram(rows, model),
                    latency=_latency(rows), model=model,
-                   accounting=live.accounting() if live is not None else None)
+                   accounting=accounting)
 
 
 def _histogram(rows: list[tuple], model: dict | None) -> dict[str, Any]:
@@ -79,3 +86,9 @@ def _latency(rows: list[tuple]) -> dict[str, dict[str, float]]:
             by_camera.setdefault(camera, []).append(latency)
     return {camera: {f"p{q}": round(float(np.percentile(v, q)), 2) for q in (50, 90, 99)}
             | {"n": len(v)} for camera, v in sorted(by_camera.items())}
+
+
+def _covered_s(start_s: int, bucket_s: int, since_ns: int, now_ns: int) -> float:
+    """Seconds of the bucket starting at ``start_s`` that lie between since and now."""
+    covered = min(start_s + bucket_s, now_ns / 1e9) - max(start_s, since_ns / 1e9)
+    return max(covered, 1.0)  # a bucket that has only just begun: at least a second
