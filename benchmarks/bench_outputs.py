@@ -5,10 +5,11 @@ polls and acknowledges every verdict.
 One pipeline (the demo model, one camera of 256x256 parts, recorder and store as
 ``inspector run`` builds them) is paced at 50% and 90% of its measured throughput. At each
 load the set-ups take turns in short windows (each in turn, twice), so each
-comparison is between neighbours on a machine whose speed drifts; "none" is measured twice,
-so the gap between its two rows is the noise the other rows must exceed to mean anything. The dead broker is a
-port nothing listens on (the output keeps reconnecting and buffering); the PLC that
-stopped polling leaves the gate's queues full (every new verdict pushes out the oldest).
+comparison is between neighbours on a machine whose speed drifts; "none" is measured
+twice, so the gap between its two rows is the noise the other rows must exceed to mean
+anything. The dead broker is a port nothing listens on (the output keeps reconnecting and
+buffering); the PLC that stopped polling leaves the gate's queues full (every new verdict
+pushes out the oldest).
 The live broker is Debian's mosquitto on a free port, when installed. The broker and the
 PLC's client run on the same cores as the box here (on a line they are other machines),
 so their own CPU is part of what the live rows show.
