@@ -23,6 +23,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 500
 MAX_NOTE = 1000
 QUEUE_SIZE = 24
+ERROR_WINDOW_NS = 3600 * 10**9  # the panel's error summary covers the last hour
 MAX_SINCE_HOURS = 24 * 366 * 100.0  # a century: "everything", still a finite time
 # A spreadsheet opening labels.csv runs a cell that starts with one of these as a formula
 # (=HYPERLINK(...), +cmd|...); a leading quote makes it plain text.
@@ -204,9 +205,14 @@ def panel() -> Any:
             "today": counts,
             "yield": None if total == 0 else counts["pass"] / total,
         })
-    queue = store.search(SearchFilters(unreviewed_rejects=True), limit=QUEUE_SIZE)
+    # Errors are the box's problem, not the part's (late, stale, a model failure): they
+    # are rejected at the gate when fail-safe, but shown apart, by cause, not queued as
+    # rejects to review.
+    rejects = SearchFilters(unreviewed_rejects=True, verdict="reject")
+    queue = store.search(rejects, limit=QUEUE_SIZE)
     return jsonify(cameras=tiles, queue=[row_json(r) for r in queue],
-                   queue_total=store.search_count(SearchFilters(unreviewed_rejects=True)),
+                   queue_total=store.search_count(rejects),
+                   errors=store.error_causes(now - ERROR_WINDOW_NS),
                    alarms=current_alarms())
 
 

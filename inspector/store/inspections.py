@@ -219,6 +219,25 @@ class Inspections:
             counts.setdefault(camera, dict.fromkeys(VERDICTS, 0))[verdict] = n
         return counts
 
+    def error_causes(self, since_ns: int) -> list[dict[str, Any]]:
+        """Error verdicts since ``since_ns`` by camera and cause (the error's text up to its
+        first colon: "stale", "late", "model failed", ...), most frequent first, each with
+        its count, newest time and newest full message. Errors are the box's problem, not
+        the part's: the panel shows them apart from the rejects to review."""
+        rows = self._db.query(
+            "SELECT camera, TRIM(SUBSTR(error, 1, INSTR(error || ':', ':') - 1)) AS cause,"
+            " COUNT(*), MAX(inspected_ns) FROM inspections"
+            " WHERE verdict = 'error' AND inspected_ns >= ? GROUP BY 1, 2"
+            " ORDER BY 3 DESC, 4 DESC LIMIT 50", (since_ns,))
+        causes = []
+        for camera, cause, count, last_ns in rows:
+            newest = self._db.query(
+                "SELECT error FROM inspections WHERE verdict = 'error' AND camera = ?"
+                " AND inspected_ns = ? LIMIT 1", (camera, last_ns))
+            causes.append({"camera": camera, "cause": cause or "unknown", "count": count,
+                           "last_ns": last_ns, "message": newest[0][0] if newest else None})
+        return causes
+
     def last_id(self) -> int:
         return int(self._db.query("SELECT COALESCE(MAX(id), 0) FROM inspections")[0][0])
 

@@ -6,6 +6,7 @@ Screenshots of the panel and the review page land in ``artifacts/``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inspector.store import SearchFilters
 from tests.conftest import REPO_ROOT
 from web.server import WebServer
 
@@ -94,6 +96,27 @@ def test_operator_sees_a_new_reject_without_reloading_and_overrides_it(page, ser
     card.wait_for(state="detached")
     assert store.get(new_id)["label"] == "good"
     assert store.label_history(new_id)[-1]["user"] == "operator"
+
+
+def test_error_verdicts_stand_apart_from_the_rejects_to_review(page, server) -> None:
+    """Errors are the box's problem, not the part's: the panel lists them by cause in their
+    own place, and the reject queue holds only rejects."""
+    store = server.app.extensions["store"]
+    late = [dataclasses.replace(record(600 + i, "error", 0.0), score=None, frame=None,
+                                anomaly_map=None, regions=[],
+                                error=f"late: verdict after {1200 + i} ms, budget 1000 ms")
+            for i in range(5)]
+    stale = dataclasses.replace(late[0], seq=700, error="stale: 3000 ms old on arrival")
+    store.add_inspections([*late, stale])
+    sign_in(page, server, "operator")
+    causes = page.locator("#errors .error-cause")
+    sync_api.expect(causes).to_have_count(2)
+    sync_api.expect(causes.first).to_contain_text("cam1: late · 5 in the last hour")
+    sync_api.expect(causes.nth(1)).to_contain_text("cam1: stale · 1 in the last hour")
+    rejects = store.search_count(SearchFilters(unreviewed_rejects=True, verdict="reject"))
+    sync_api.expect(page.locator(".reject-card")).to_have_count(rejects)
+    sync_api.expect(page.locator("#queue-total")).to_have_text(f"({rejects})")
+    assert page.locator(".reject-card", has_text="late:").count() == 0
 
 
 def test_qa_relabels_three_samples_with_the_keyboard_only(page, server) -> None:

@@ -359,3 +359,21 @@ def test_the_statistics_rate_matches_the_panels_on_a_steady_stream(tmp_path: Pat
     assert rates[-1] == pytest.approx(panel, rel=0.1)
     assert all(rate == pytest.approx(120, rel=0.1) for rate in rates[1:])
     store.close()
+
+
+def test_the_panel_lists_errors_by_cause_apart_from_the_reject_queue(app: Flask) -> None:
+    store = app.extensions["store"]
+    before = app.test_client()
+    login(before, "operator")
+    queued = before.get("/api/panel").get_json()["queue_total"]
+    errors = [dataclasses.replace(record(800 + i, "error", 0.0, "cam3"), score=None, frame=None,
+                                  anomaly_map=None, regions=[], error=message)
+              for i, message in enumerate(["model failed: out of memory",
+                                           "model failed: out of memory", "stale: 2 s old"])]
+    store.add_inspections(errors)
+    panel = before.get("/api/panel").get_json()
+    assert panel["queue_total"] == queued  # errors are not rejects to review
+    assert all(item["verdict"] == "reject" for item in panel["queue"])
+    causes = {(e["camera"], e["cause"]): e["count"] for e in panel["errors"]}
+    assert causes == {("cam3", "model failed"): 2, ("cam3", "stale"): 1}
+    assert panel["errors"][0]["message"] == "model failed: out of memory"

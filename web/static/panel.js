@@ -59,6 +59,12 @@ async function refresh() {
   queue.replaceChildren(...(data.queue.length ? data.queue.map(rejectCard)
     : [el("p", { class: "empty" }, "No rejects waiting.")]));
   document.getElementById("queue-total").textContent = `(${data.queue_total})`;
+  const errors = document.getElementById("errors");
+  document.getElementById("error-causes").replaceChildren(...data.errors.map((e) =>
+    el("li", { class: "error-cause", "data-camera": e.camera, title: e.message || "" },
+      el("b", {}, `${e.camera}: ${e.cause}`),
+      ` · ${e.count} in the last hour · last at ${new Date(e.last_ns / 1e6).toLocaleTimeString()}`)));
+  errors.hidden = !data.errors.length;
 }
 
 refresh();
