@@ -192,9 +192,10 @@ def panel() -> Any:
                    .timestamp() * 1e9)
     today = _today_counts(store, midnight)
     last_minute = store.verdict_counts(now - 60_000_000_000)
-    cameras = sorted(set(today) | set(_live_cameras()))
+    alarms = current_alarms()
+    down = {a["subject"]: a["reason"] for a in alarms if a["kind"] == "camera_down"}
     tiles = []
-    for camera in cameras:
+    for camera in _panel_cameras(today):
         latest = store.search(SearchFilters(camera=camera), limit=1)
         counts = today.get(camera, dict.fromkeys(VERDICTS, 0))
         total = sum(counts.values())
@@ -204,6 +205,7 @@ def panel() -> Any:
             "per_minute": sum(last_minute.get(camera, {}).values()),
             "today": counts,
             "yield": None if total == 0 else counts["pass"] / total,
+            "down": down.get(camera),  # why the camera delivers nothing, while it does not
         })
     # Errors are the box's problem, not the part's (late, stale, a model failure): they
     # are rejected at the gate when fail-safe, but shown apart, by cause, not queued as
@@ -213,7 +215,7 @@ def panel() -> Any:
     return jsonify(cameras=tiles, queue=[row_json(r) for r in queue],
                    queue_total=store.search_count(rejects),
                    errors=store.error_causes(now - ERROR_WINDOW_NS),
-                   alarms=current_alarms())
+                   alarms=alarms)
 
 
 def current_alarms() -> list[dict[str, Any]]:
@@ -278,9 +280,14 @@ def _today_counts(store: Any, midnight: int) -> dict[str, dict[str, int]]:
         return {camera: dict(c) for camera, c in cache["counts"].items()}
 
 
-def _live_cameras() -> list[str]:
+def _panel_cameras(today: dict[str, Any]) -> list[str]:
+    """The running box's cameras, in the config's order, whether or not they deliver (a
+    dead one shows, marked down); apart from inspection, the cameras seen today."""
+    config = current_app.extensions["inspector_config"]
+    if current_app.extensions["monitor"] is not None and config.cameras:
+        return [camera.id for camera in config.cameras]
     live = current_app.extensions["live"]
-    return list(live.accounting()) if live is not None else []
+    return sorted(set(today) | set(live.accounting() if live is not None else []))
 
 
 @bp.errorhandler(400)

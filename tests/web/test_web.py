@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from flask import Flask
 
+from inspector.config import parse_config
 from inspector.monitor import AlarmBoard, Condition
 from web import create_app
 
@@ -377,3 +378,23 @@ def test_the_panel_lists_errors_by_cause_apart_from_the_reject_queue(app: Flask)
     causes = {(e["camera"], e["cause"]): e["count"] for e in panel["errors"]}
     assert causes == {("cam3", "model failed"): 2, ("cam3", "stale"): 1}
     assert panel["errors"][0]["message"] == "model failed: out of memory"
+
+
+def test_the_panel_shows_every_configured_camera_and_marks_a_dead_one(tmp_path: Path) -> None:
+    """Inside `inspector run`: the tiles are the config's cameras, a camera that never
+    delivered included and marked down; a camera only an old run knew is left out."""
+    store = filled_store(tmp_path / "store")  # today's rows come from "cam1", an old run's
+    config = parse_config({"storage": {"root": str(tmp_path / "store")},
+                           "web": {"secret_key": "k", "port": 0},
+                           "cameras": [{"id": "press1", "type": "synthetic"},
+                                       {"id": "press2", "type": "synthetic"}]})
+    board = AlarmBoard()
+    board.update([Condition("camera_down", "camera press2 down: no frame for 9 s", "press2")])
+    monitor = SimpleNamespace(board=board, totals=dict)
+    client = create_app(config, store, FakeLive(), monitor).test_client()
+    login(client, "operator")
+    tiles = {t["camera"]: t for t in client.get("/api/panel").get_json()["cameras"]}
+    assert list(tiles) == ["press1", "press2"]
+    assert tiles["press1"]["down"] is None
+    assert tiles["press2"]["down"] == "camera press2 down: no frame for 9 s"
+    store.close()

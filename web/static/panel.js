@@ -12,12 +12,12 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function tile(cam) {
-  const verdict = cam.last ? cam.last.verdict : "none";
+  const verdict = cam.down ? "down" : (cam.last ? cam.last.verdict : "none");
   const yieldText = cam.yield === null ? "–" : `${(100 * cam.yield).toFixed(1)}%`;
   return el("div", { class: `tile ${verdict}`, "data-camera": cam.camera },
     el("div", { class: "camera" }, cam.camera),
-    el("div", { class: "verdict-big" }, verdict),
-    el("div", { class: "stats" }, `${cam.per_minute}/min · yield today ${yieldText}`));
+    el("div", { class: "verdict-big" }, cam.down ? "camera down" : verdict),
+    el("div", { class: "stats" }, cam.down || `${cam.per_minute}/min · yield today ${yieldText}`));
 }
 
 function rejectCard(item) {
