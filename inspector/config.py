@@ -385,6 +385,21 @@ class WebConfig(_Strict):
     # GET /metrics asks for "Authorization: Bearer <token>" when set; open to any client when
     # not (a Prometheus scraper has no session). Set it through INSPECTOR__WEB__METRICS_TOKEN.
     metrics_token: Annotated[str, Field(min_length=16)] | None = None
+    # Times on the pages: an IANA zone ("Europe/Berlin"); None: the box's own zone.
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}; use an IANA name such as "
+                                 "'Europe/Berlin'") from None
+        return value
     defect_types: list[Annotated[str, Field(min_length=1, max_length=40)]] = [
         "scratch", "dent", "spot", "crack", "missing_feature", "contamination", "other",
     ]  # keys 1-9 in the review page pick these in order

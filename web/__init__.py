@@ -88,7 +88,9 @@ def create_app(config: Config, store: Store, live: Any = None, monitor: Any = No
         security,
         stats,
     )
+    from web.times import local_time
 
+    app.add_template_filter(local_time, "localtime")
     app.extensions["login_lockout"] = security.Lockout()
     app.extensions["login_gate"] = security.HashGate()
     security.dummy_hash()  # made now, so no sign-in pays for making it

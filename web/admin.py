@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from flask import (
 
 from web.auth import ROLES, add_user, login_required
 from web.params import float_arg
+from web.times import local_time
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 EFFECT_POINTS = 120  # thresholds on the curve a user moves along
@@ -35,8 +35,7 @@ def home() -> Any:
     action = request.args.get("action") or None
     user = request.args.get("user")
     user = None if user is None or user.strip() == "" else user.strip()[:64]
-    audit = [{**entry, "time": datetime.fromtimestamp(entry["created_ns"] / 1e9, UTC)
-              .isoformat(timespec="seconds")}
+    audit = [{**entry, "time": local_time(entry["created_ns"])}
              for entry in store.audit_log(200, action, "" if user == "system" else user)]
     live = current_app.extensions["live"]
     model = None

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from inspector.store import VERDICTS, SearchFilters
 from web.auth import login_required
 from web.params import MAX_OFFSET, SQLITE_INT_MAX, float_arg, int_arg
+from web.times import local_time
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -39,8 +40,7 @@ def row_json(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "camera", "seq", "part_id", "verdict", "score", "threshold",
                                "model_sha256", "latency_ms", "regions", "label", "defect_type",
                                "error", "inspected_ns")}
-    out["time"] = datetime.fromtimestamp(row["inspected_ns"] / 1e9, UTC).isoformat(
-        timespec="seconds")
+    out["time"] = local_time(row["inspected_ns"])
     for key in ("image_path", "overlay_path", "thumb_path"):
         out[key.replace("_path", "_url")] = (url_for("media.image", name=row[key])
                                              if row[key] else None)

@@ -11,7 +11,6 @@ frames; with the UI alone it is the model the next run starts with.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import (
@@ -45,6 +44,7 @@ from web.api import current_alarms
 from web.auth import login_required
 from web.live_shadow import live_shadow_status
 from web.params import json_object, number
+from web.times import local_time
 
 MAX_SINCE_HOURS = 24 * 366 * 10.0  # ten years: "all the history", still a finite time
 
@@ -87,7 +87,7 @@ def _few(curve: list[dict], threshold: float, rows: int = 12) -> list[dict]:
 
 
 def _time(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds")
+    return local_time(ns)
 
 
 def _switch(name: str, action: str, confirm: Any) -> Entry:
