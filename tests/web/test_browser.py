@@ -7,7 +7,6 @@ Screenshots of the panel and the review page land in ``artifacts/``.
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,27 +118,31 @@ def test_error_verdicts_stand_apart_from_the_rejects_to_review(page, server) -> 
     assert page.locator(".reject-card", has_text="late:").count() == 0
 
 
-def test_qa_relabels_three_samples_with_the_keyboard_only(page, server) -> None:
+def test_qa_labels_ten_samples_by_keyboard_with_the_cursor_advancing(page, server) -> None:
     store = server.app.extensions["store"]
     sign_in(page, server, "qa")
     page.wait_for_selector(".card.selected")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "review-1280x800.png"))
     ids = [int(x) for x in page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.id)")]
-    keys = ["g", "j", "d", "j", "3"]  # good, next, defect, next, defect of type 3
-    for key in keys:
+    assert len(ids) >= 10
+    keys = ["g", "d", "3", "g", "g", "d", "1", "g", "2", "g"]  # one key per sample, no moves
+    for index, key in enumerate(keys):
         page.keyboard.press(key)
-        page.wait_for_timeout(150)
-    # Locator waits, not wait_for_function: the page's CSP forbids evaluating strings.
-    sync_api.expect(page.locator("#status")).to_have_text(re.compile(rf"^#{ids[2]}: defect"))
+        # Locator waits, not wait_for_function: the page's CSP forbids evaluating strings.
+        sync_api.expect(page.locator(".card.selected")).to_have_attribute(
+            "data-id", str(ids[index + 1]))  # labeled, and the cursor moved on
     types = server.app.config["DEFECT_TYPES"]
-    assert store.get(ids[0])["label"] == "good"
-    assert store.get(ids[1])["label"] == "defect"
-    assert (store.get(ids[2])["label"], store.get(ids[2])["defect_type"]) == ("defect", types[2])
-    page.keyboard.press("u")  # undo the last one: back to unlabeled
-    sync_api.expect(page.locator("#status")).to_have_text(f"#{ids[2]}: unlabeled")
-    assert store.get(ids[2])["label"] is None
-    assert [h["label"] for h in store.label_history(ids[2])] == ["defect", "none"]
+    expected = {"g": ("good", None), "d": ("defect", None)} | {
+        str(n): ("defect", types[n - 1]) for n in (1, 2, 3)}
+    for inspection_id, key in zip(ids, keys, strict=False):
+        row = store.get(inspection_id)
+        assert (row["label"], row["defect_type"]) == expected[key], (inspection_id, key)
+    page.keyboard.press("u")  # undo the last one: back to unlabeled, the cursor back on it
+    sync_api.expect(page.locator("#status")).to_have_text(f"#{ids[9]}: unlabeled")
+    sync_api.expect(page.locator(".card.selected")).to_have_attribute("data-id", str(ids[9]))
+    assert store.get(ids[9])["label"] is None
+    assert [h["label"] for h in store.label_history(ids[9])] == ["good", "none"]
 
 
 def test_statistics_page_draws_its_charts_from_local_scripts(page, server) -> None:

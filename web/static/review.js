@@ -1,4 +1,5 @@
 // QA review by keyboard: j/k move, g/d label, 1-9 defect type, u undo, x select, Enter open.
+// A label moves the cursor to the next sample (as Label Studio and CVAT do); undo moves back.
 "use strict";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const grid = document.getElementById("grid");
@@ -40,9 +41,14 @@ async function setLabel(card, label, defectType = null, remember = true) {
   const item = await post(`/api/inspections/${card.dataset.id}/label`,
     { label, defect_type: defectType, note });
   if (item && noteField) noteField.value = "";
-  if (!item) return;
+  if (!item) return false;
   if (remember) undoStack.push({ card, ...before });
   show(card, item);
+  return true;
+}
+
+async function labelAndAdvance(card, label, defectType = null) {
+  if (await setLabel(card, label, defectType) && cards[current] === card) select(current + 1);
 }
 
 async function bulk(label) {
@@ -66,14 +72,16 @@ document.addEventListener("keydown", async (event) => {
   else if (event.key === "Enter" && card) card.querySelector("a")?.click();
   else if (event.key === "x" && card) {
     const box = card.querySelector(".pick"); if (box) box.checked = !box.checked;
-  } else if (event.key === "g" && card) await setLabel(card, "good");
-  else if (event.key === "d" && card) await setLabel(card, "defect", card.dataset.type || null);
+  } else if (event.key === "g" && card) await labelAndAdvance(card, "good");
+  else if (event.key === "d" && card) await labelAndAdvance(card, "defect", card.dataset.type || null);
   else if (/^[1-9]$/.test(event.key) && card && types[Number(event.key) - 1]) {
-    await setLabel(card, "defect", types[Number(event.key) - 1]);
+    await labelAndAdvance(card, "defect", types[Number(event.key) - 1]);
   } else if (event.key === "u") {
     const last = undoStack.pop();
-    if (last) await setLabel(last.card, last.label, last.defect_type, false);
-    else status.textContent = "nothing to undo";
+    if (last) {
+      await setLabel(last.card, last.label, last.defect_type, false);
+      if (cards.includes(last.card)) select(cards.indexOf(last.card));
+    } else status.textContent = "nothing to undo";
   } else return;
   event.preventDefault();
 });
