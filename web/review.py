@@ -27,6 +27,7 @@ def grid() -> Any:
         page=page, pages=PAGE, args=request.args, verdicts=VERDICTS,
         defect_types=current_app.config["DEFECT_TYPES"],
         disagreements=request.args.get("view") == "disagreements",
+        pass_rate=current_app.extensions["inspector_config"].storage.pass_sample_rate,
     )
 
 

@@ -167,3 +167,19 @@ def test_a_label_with_a_note_from_the_detail_view(page, server) -> None:
     page.keyboard.press("d")
     sync_api.expect(page.locator("#status")).to_have_text("#4: defect")
     assert store.label_history(4)[-1]["note"] == "burr on the rim"
+
+
+def test_bulk_labels_the_selection_and_then_clears_it(page, server) -> None:
+    store = server.app.extensions["store"]
+    sign_in(page, server, "qa")
+    page.wait_for_selector(".card.selected")
+    ids = [int(x) for x in page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.id)")]
+    for inspection_id in ids[:3]:
+        page.locator(f'.card[data-id="{inspection_id}"] .pick').check()
+    page.get_by_role("button", name="Mark selected defect").click()
+    sync_api.expect(page.locator("#status")).to_have_text("3 samples marked defect")
+    assert [store.get(i)["label"] for i in ids[:3]] == ["defect"] * 3
+    sync_api.expect(page.locator(".card .pick:checked")).to_have_count(0)
+    badge = page.locator(f'.card[data-id="{ids[0]}"] .label')
+    sync_api.expect(badge).to_have_text("defect")
+    assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(214, 69, 69)"

@@ -398,3 +398,13 @@ def test_the_panel_shows_every_configured_camera_and_marks_a_dead_one(tmp_path: 
     assert tiles["press1"]["down"] is None
     assert tiles["press2"]["down"] == "camera press2 down: no frame for 9 s"
     store.close()
+
+
+def test_the_review_grid_says_why_a_card_has_no_image_and_counts_pages(app: Flask) -> None:
+    store = app.extensions["store"]
+    store.add_inspections([record(900, "pass", 0.1, frame=False)])
+    client = app.test_client()
+    login(client, "qa")
+    page = client.get("/review/").text
+    assert "no image: passes keep theirs at a rate of 10%" in page  # storage default
+    assert "page 1 of 1" in page

@@ -58,6 +58,7 @@ async function bulk(label) {
     { ids: picked.map((c) => Number(c.dataset.id)), label });
   if (!result) return;
   result.items.forEach((item, i) => show(picked[i], item));
+  picked.forEach((c) => { c.querySelector(".pick").checked = false; });  // done with them
   status.textContent = `${picked.length} samples marked ${label}`;
 }
 
