@@ -38,6 +38,10 @@ def detail(inspection_id: int) -> Any:
     row = store.get(inspection_id)
     if row is None:
         abort(404)
+    # The grid's filters travel in the query string, so previous and next follow them.
+    newer, older = store.neighbours(filters_from(request.args), inspection_id)
+    query = request.query_string.decode()
     return render_template("detail.html", item=row_json(row),
                            history=store.label_history(inspection_id),
-                           defect_types=current_app.config["DEFECT_TYPES"])
+                           defect_types=current_app.config["DEFECT_TYPES"],
+                           newer=newer, older=older, query=f"?{query}" if query else "")

@@ -202,6 +202,26 @@ class Inspections:
         )
         return [_inspection(row) for row in rows]
 
+    def neighbours(self, filters: SearchFilters, inspection_id: int
+                   ) -> tuple[int | None, int | None]:
+        """The ids just newer and just older than ``inspection_id`` among those matching
+        ``filters``, in the grid's newest-first order: the detail page's previous and next."""
+        row = self._db.query("SELECT inspected_ns FROM inspections WHERE id = ?",
+                             (inspection_id,))
+        if not row:
+            return None, None
+        at = row[0][0]
+        where, params = filters.sql()
+        joiner = " AND " if where else " WHERE "
+        found = []
+        for sign, order in ((">", "ASC"), ("<", "DESC")):
+            rows = self._db.query(
+                f"SELECT id FROM inspections{where}{joiner}(inspected_ns {sign} ? OR"
+                f" (inspected_ns = ? AND id {sign} ?)) ORDER BY inspected_ns {order},"
+                f" id {order} LIMIT 1", [*params, at, at, inspection_id])
+            found.append(int(rows[0][0]) if rows else None)
+        return found[0], found[1]
+
     def search_count(self, filters: SearchFilters) -> int:
         where, params = filters.sql()
         return int(self._db.query(f"SELECT COUNT(*) FROM inspections{where}", params)[0][0])

@@ -183,3 +183,28 @@ def test_bulk_labels_the_selection_and_then_clears_it(page, server) -> None:
     badge = page.locator(f'.card[data-id="{ids[0]}"] .label')
     sync_api.expect(badge).to_have_text("defect")
     assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(214, 69, 69)"
+
+
+def test_the_detail_page_labels_by_mouse_and_steps_through_the_filtered_samples(
+        page, server) -> None:
+    store = server.app.extensions["store"]
+    sign_in(page, server, "qa")
+    page.goto(server.url + "review/?verdict=reject")
+    page.wait_for_selector(".card.selected")
+    ids = [int(x) for x in page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.id)")]
+    assert len(ids) >= 3 and all(store.get(i)["verdict"] == "reject" for i in ids)
+    page.locator(f'.card[data-id="{ids[0]}"] a').click()
+    page.wait_for_url(f"**/review/{ids[0]}?verdict=reject")
+    sync_api.expect(page.locator(".label-buttons")).to_have_css("outline-style", "none")
+    types = server.app.config["DEFECT_TYPES"]
+    page.get_by_role("button", name=f"2 {types[1]}").click()
+    sync_api.expect(page.locator("#status")).to_have_text(f"#{ids[0]}: defect · {types[1]}")
+    assert (store.get(ids[0])["label"], store.get(ids[0])["defect_type"]) == ("defect", types[1])
+    page.get_by_role("link", name="next (older) →").click()  # the next reject, not any sample
+    page.wait_for_url(f"**/review/{ids[1]}?verdict=reject")
+    page.keyboard.press("j")  # the keys step too
+    page.wait_for_url(f"**/review/{ids[2]}?verdict=reject")
+    page.keyboard.press("k")
+    page.wait_for_url(f"**/review/{ids[1]}?verdict=reject")
+    page.get_by_role("button", name="Good", exact=True).click()
+    sync_api.expect(page.locator("#status")).to_have_text(f"#{ids[1]}: good")

@@ -62,13 +62,22 @@ async function bulk(label) {
   status.textContent = `${picked.length} samples marked ${label}`;
 }
 
+// The detail page's buttons: the same labels as the keys, for the mouse.
+document.querySelectorAll("[data-set-label]").forEach((button) =>
+  button.addEventListener("click", () =>
+    setLabel(cards[current], button.dataset.setLabel, button.dataset.setType || null)));
+
 document.querySelectorAll("[data-bulk]").forEach((button) =>
   button.addEventListener("click", () => bulk(button.dataset.bulk)));
 
 document.addEventListener("keydown", async (event) => {
   if (event.target.matches("input, select, textarea") || event.ctrlKey || event.metaKey) return;
   const card = cards[current];
-  if (event.key === "j") select(current + 1);
+  const detailStep = { j: document.getElementById("next"), k: document.getElementById("prev") };
+  if ((event.key === "j" || event.key === "k") && !grid.classList.contains("grid")) {
+    if (detailStep[event.key]) detailStep[event.key].click();  // the detail page: next sample
+    else status.textContent = "no more samples this way";
+  } else if (event.key === "j") select(current + 1);
   else if (event.key === "k") select(current - 1);
   else if (event.key === "Enter" && card) card.querySelector("a")?.click();
   else if (event.key === "x" && card) {
