@@ -145,6 +145,21 @@ def create_user() -> Any:
     return redirect(url_for("admin.home"))
 
 
+@bp.post("/users/<name>/disabled")
+@login_required("admin")
+def set_disabled(name: str) -> Any:
+    """Disable a user (sessions end at once, sign-in refused) or enable them again. An
+    admin cannot disable themselves: the box must keep one way in."""
+    disable = request.form.get("disabled") == "1"
+    if disable and name == g.user["name"]:
+        flash("You cannot disable yourself; sign in as another admin to do it.")
+    elif current_app.extensions["store"].set_disabled(name, disable, g.user["name"]):
+        flash(f"User {name} {'disabled: signed out and refused' if disable else 'enabled'}.")
+    else:
+        abort(404, f"no user {name!r}")
+    return redirect(url_for("admin.home"))
+
+
 def _running_pipeline() -> Any:
     """The in-process inspection service; model changes need one."""
     live = current_app.extensions["live"]

@@ -57,6 +57,18 @@ class Accounts:
                                (name,)).fetchone()
         return int(row[0]) if row else 0
 
+    def set_disabled(self, name: str, disabled: bool, by: str | None = None) -> bool:
+        """Disable a user (their sessions end, sign-in is refused) or enable them again;
+        False when there is no such user. Audited with ``by``."""
+        with self._db.transaction() as conn:
+            changed = conn.execute(
+                "UPDATE users SET disabled = ?, session_epoch = session_epoch + ?"
+                " WHERE name = ?", (int(disabled), int(disabled), name)).rowcount
+            if changed:
+                append_audit(conn, "user disabled" if disabled else "user enabled",
+                             {"name": name}, by)
+        return bool(changed)
+
     def label_author_role(self, inspection_id: int) -> str | None:
         """The role of whoever gave the inspection's current label: None when unlabeled,
         ``"unknown"`` when that user no longer exists."""

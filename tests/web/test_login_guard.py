@@ -298,3 +298,31 @@ def test_a_password_reset_ends_the_users_sessions(app: Flask) -> None:
     web.auth.add_user(app.extensions["store"], "operator", "operator", "new-secret-2",
                       replace=True)
     assert client.get("/api/panel").status_code == 401
+
+
+def test_an_admin_disables_a_user_at_once_and_enables_them_again(app: Flask) -> None:
+    qa = app.test_client()
+    sign_in(qa, "qa")
+    assert qa.get("/api/inspections?limit=1").status_code == 200
+    admin = app.test_client()
+    admin_token = sign_in(admin, "admin")
+    page = admin.post("/admin/users/qa/disabled", data={"disabled": "1",
+                                                        "csrf_token": admin_token},
+                      follow_redirects=True).text
+    assert "User qa disabled" in page
+    assert qa.get("/api/inspections?limit=1").status_code == 401  # the session ended
+    fresh = app.test_client()
+    assert post_login(fresh, csrf_token(fresh), "qa", PASSWORDS["qa"],
+                      "10.20.0.1").status_code != 302  # refused while disabled
+    page = admin.post("/admin/users/admin/disabled", data={"disabled": "1",
+                                                           "csrf_token": admin_token},
+                      follow_redirects=True).text
+    assert "cannot disable yourself" in page
+    assert admin.post("/admin/users/nobody/disabled", data={
+        "disabled": "1", "csrf_token": admin_token}).status_code == 404
+    admin.post("/admin/users/qa/disabled", data={"disabled": "0", "csrf_token": admin_token})
+    fresh = app.test_client()
+    assert post_login(fresh, csrf_token(fresh), "qa", PASSWORDS["qa"],
+                      "10.20.0.2").status_code == 302
+    actions = [a["action"] for a in app.extensions["store"].audit_log(5)]
+    assert actions[:2] == ["user enabled", "user disabled"]
