@@ -7,6 +7,7 @@ Screenshots of the panel and the review page land in ``artifacts/``.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +209,21 @@ def test_the_detail_page_labels_by_mouse_and_steps_through_the_filtered_samples(
     page.wait_for_url(f"**/review/{ids[1]}?verdict=reject")
     page.get_by_role("button", name="Good", exact=True).click()
     sync_api.expect(page.locator("#status")).to_have_text(f"#{ids[1]}: good")
+
+
+def test_undo_survives_a_page_change_and_done_cards_fade_in_the_unlabeled_view(
+        page, server) -> None:
+    store = server.app.extensions["store"]
+    sign_in(page, server, "qa")
+    page.goto(server.url + "review/?label=none")
+    page.wait_for_selector(".card.selected")
+    first = page.locator(".card.selected").get_attribute("data-id")
+    page.keyboard.press("g")
+    sync_api.expect(page.locator(f'.card[data-id="{first}"]')).to_have_class(re.compile("done"))
+    assert store.get(int(first))["label"] == "good"
+    page.goto(server.url + "stats")  # another page, then back to the grid
+    page.goto(server.url + "review/?label=good")
+    page.wait_for_selector(".card.selected")
+    page.keyboard.press("u")
+    sync_api.expect(page.locator("#status")).to_have_text(f"#{first}: unlabeled")
+    assert store.get(int(first))["label"] is None

@@ -6,7 +6,14 @@ const grid = document.getElementById("grid");
 const types = grid.dataset.types ? grid.dataset.types.split(",") : [];
 const cards = [...grid.querySelectorAll(".card")];
 const status = document.getElementById("status");
-const undoStack = [];
+// Undo survives a page change (kept for this tab's session): the last 50 labels.
+const UNDO_KEY = "review-undo";
+const undoStack = (() => {
+  try { return JSON.parse(sessionStorage.getItem(UNDO_KEY)) || []; } catch { return []; }
+})();
+const saveUndo = () => sessionStorage.setItem(UNDO_KEY, JSON.stringify(undoStack.slice(-50)));
+// In a "label = none" view a labeled card is done: it fades but stays, so j/k keep their place.
+const unlabeledView = new URLSearchParams(location.search).get("label") === "none";
 let current = cards.findIndex((c) => c.classList.contains("selected"));
 
 function select(index) {
@@ -29,8 +36,10 @@ function show(card, item) {
   card.dataset.label = item.label || "";
   card.dataset.type = item.defect_type || "";
   const text = (item.label || "unlabeled") + (item.defect_type ? ` · ${item.defect_type}` : "");
-  const target = card.querySelector(".label") || document.getElementById("current-label");
+  const target = card.querySelector(".label") ||
+    (card.isConnected ? document.getElementById("current-label") : null);
   if (target) target.textContent = text;
+  card.classList.toggle("done", unlabeledView && Boolean(item.label));
   status.textContent = `#${item.id}: ${text}`;
 }
 
@@ -42,7 +51,7 @@ async function setLabel(card, label, defectType = null, remember = true) {
     { label, defect_type: defectType, note });
   if (item && noteField) noteField.value = "";
   if (!item) return false;
-  if (remember) undoStack.push({ card, ...before });
+  if (remember) { undoStack.push({ id: card.dataset.id, ...before }); saveUndo(); }
   show(card, item);
   return true;
 }
@@ -88,9 +97,13 @@ document.addEventListener("keydown", async (event) => {
     await labelAndAdvance(card, "defect", types[Number(event.key) - 1]);
   } else if (event.key === "u") {
     const last = undoStack.pop();
+    saveUndo();
     if (last) {
-      await setLabel(last.card, last.label, last.defect_type, false);
-      if (cards.includes(last.card)) select(cards.indexOf(last.card));
+      // The sample may be on another page: label it by id, and move there when it is here.
+      let target = cards.find((c) => c.dataset.id === String(last.id));
+      if (!target) { target = document.createElement("article"); target.dataset.id = last.id; }
+      await setLabel(target, last.label, last.defect_type, false);
+      if (cards.includes(target)) select(cards.indexOf(target));
     } else status.textContent = "nothing to undo";
   } else return;
   event.preventDefault();
