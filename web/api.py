@@ -93,8 +93,12 @@ def _apply_label(inspection_id: int, body: dict[str, Any]) -> dict[str, Any]:
     note = body.get("note") or None
     role = g.user["role"]
     allowed = ("good", "defect") if role == "operator" else ("good", "defect", "none")
+    if label == "none" and role == "operator" and _own_last_label(inspection_id):
+        allowed = ("none",)  # an operator's undo of their own mis-tap
     if label not in allowed:
-        abort(400, f"label must be one of {', '.join(allowed)}")
+        abort(400, f"label must be one of {', '.join(allowed)}"
+                   + (" (an operator takes back only their own last label)"
+                      if label == "none" else ""))
     if defect_type is not None and (label != "defect" or defect_type not in
                                      current_app.config["DEFECT_TYPES"]):
         abort(400, "defect_type must be one of the configured types, on a defect label")
@@ -111,6 +115,13 @@ def _apply_label(inspection_id: int, body: dict[str, Any]) -> dict[str, Any]:
     except KeyError:
         abort(404)
     return row_json(_store().get(inspection_id))
+
+
+def _own_last_label(inspection_id: int) -> bool:
+    """The sample's current label is the signed-in user's (so they may take it back)."""
+    history = _store().label_history(inspection_id)
+    return bool(history) and history[-1]["user"] == g.user["name"] and \
+        history[-1]["label"] != "none"
 
 
 @bp.post("/inspections/<int:inspection_id>/label")

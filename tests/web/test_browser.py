@@ -227,3 +227,21 @@ def test_undo_survives_a_page_change_and_done_cards_fade_in_the_unlabeled_view(
     page.keyboard.press("u")
     sync_api.expect(page.locator("#status")).to_have_text(f"#{first}: unlabeled")
     assert store.get(int(first))["label"] is None
+
+
+def test_an_operator_undoes_a_mis_tap_on_the_panel(page, server) -> None:
+    store = server.app.extensions["store"]
+    sign_in(page, server, "operator")
+    card = page.locator(".reject-card").first
+    card.wait_for()
+    sample = int(card.get_attribute("data-id"))
+    card.get_by_role("button", name="Override to good").click()
+    sync_api.expect(page.locator(f'.reject-card[data-id="{sample}"]')).to_have_count(0)
+    assert store.get(sample)["label"] == "good"
+    undo = page.locator("#undo")
+    sync_api.expect(undo).to_contain_text(f"#{sample} marked good (override)")
+    undo.get_by_role("button", name="Undo").click()
+    sync_api.expect(undo).to_be_hidden()
+    sync_api.expect(page.locator(f'.reject-card[data-id="{sample}"]')).to_have_count(1)  # back
+    assert store.get(sample)["label"] is None
+    assert [h["label"] for h in store.label_history(sample)] == ["good", "none"]

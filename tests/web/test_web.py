@@ -12,6 +12,7 @@ from flask import Flask
 
 from inspector.config import parse_config
 from inspector.monitor import AlarmBoard, Condition
+from inspector.store import SearchFilters
 from web import create_app
 
 from .webutil import PASSWORDS, FakeLive, filled_store, record, web_config
@@ -408,3 +409,22 @@ def test_the_review_grid_says_why_a_card_has_no_image_and_counts_pages(app: Flas
     page = client.get("/review/").text
     assert "no image: passes keep theirs at a rate of 10%" in page  # storage default
     assert "page 1 of 1" in page
+
+
+def test_an_operator_takes_back_only_their_own_last_label(app: Flask) -> None:
+    store = app.extensions["store"]
+    [mine, qas] = [row["id"] for row in store.search(SearchFilters(verdict="reject"), 2)]
+    operator = app.test_client()
+    token = login(operator, "operator")
+
+    def post(inspection_id: int, label: str) -> int:
+        return operator.post(f"/api/inspections/{inspection_id}/label", json={"label": label},
+                             headers={"X-CSRFToken": token}).status_code
+
+    assert post(mine, "none") == 400  # nothing of theirs to take back
+    assert post(mine, "defect") == 200
+    assert post(mine, "none") == 200  # the undo of their own tap
+    assert store.get(mine)["label"] is None
+    store.add_label(qas, "good", "qa")
+    assert post(qas, "none") == 400  # QA's label is QA's to change
+    assert store.get(qas)["label"] == "good"

@@ -36,12 +36,44 @@ function rejectCard(item) {
     el("div", { class: "actions" }, confirm, override));
 }
 
-async function label(id, value) {
-  const response = await fetch(`/api/inspections/${id}/label`, {
+function post(id, value) {
+  return fetch(`/api/inspections/${id}/label`, {
     method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
     body: JSON.stringify({ label: value }),
   });
-  if (response.ok) document.querySelector(`.reject-card[data-id="${id}"]`)?.remove();
+}
+
+// After a tap the sample leaves the queue at once; for UNDO_MS a big Undo takes it back
+// (a gloved mis-tap must not need QA to fix it).
+const UNDO_MS = 15000;
+let undoTimer = null;
+
+function offerUndo(id, value) {
+  const bar = document.getElementById("undo");
+  document.getElementById("undo-text").textContent =
+    `#${id} marked ${value === "good" ? "good (override)" : "defect"}`;
+  const button = document.getElementById("undo-button");
+  button.hidden = false;
+  button.onclick = async () => {
+    const response = await post(id, "none");
+    if (response.ok) bar.hidden = true;
+    else {
+      button.hidden = true;
+      document.getElementById("undo-text").textContent = `#${id}: undo refused; ask QA`;
+    }
+    refresh();
+  };
+  bar.hidden = false;
+  clearTimeout(undoTimer);
+  undoTimer = setTimeout(() => { bar.hidden = true; }, UNDO_MS);
+}
+
+async function label(id, value) {
+  const response = await post(id, value);
+  if (response.ok) {
+    document.querySelector(`.reject-card[data-id="${id}"]`)?.remove();
+    offerUndo(id, value);
+  }
   refresh();
 }
 
