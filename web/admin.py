@@ -145,6 +145,23 @@ def create_user() -> Any:
     return redirect(url_for("admin.home"))
 
 
+@bp.post("/users/<name>/role")
+@login_required("admin")
+def set_role(name: str) -> Any:
+    """Another role for a user, password kept (their sessions end). Not one's own: an
+    admin who demoted themselves could lock the box's administration out."""
+    role = request.form.get("role", "")
+    if role not in ROLES:
+        abort(400, f"role must be one of {', '.join(ROLES)}")
+    if name == g.user["name"]:
+        flash("You cannot change your own role; sign in as another admin to do it.")
+    elif current_app.extensions["store"].set_role(name, role, g.user["name"]):
+        flash(f"User {name} is now {role}; they sign in again to use it.")
+    else:
+        abort(404, f"no user {name!r}")
+    return redirect(url_for("admin.home"))
+
+
 @bp.post("/users/<name>/disabled")
 @login_required("admin")
 def set_disabled(name: str) -> Any:

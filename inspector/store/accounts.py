@@ -57,6 +57,19 @@ class Accounts:
                                (name,)).fetchone()
         return int(row[0]) if row else 0
 
+    def set_role(self, name: str, role: str, by: str | None = None) -> bool:
+        """Give a user another role, keeping their password; their sessions end, so the
+        new role applies from their next sign-in. False when there is no such user."""
+        with self._db.transaction() as conn:
+            before = conn.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
+            if before is None:
+                return False
+            conn.execute("UPDATE users SET role = ?, session_epoch = session_epoch + 1"
+                         " WHERE name = ?", (role, name))
+            append_audit(conn, "user role", {"name": name, "role": role,
+                                             "previous": before[0]}, by)
+        return True
+
     def set_disabled(self, name: str, disabled: bool, by: str | None = None) -> bool:
         """Disable a user (their sessions end, sign-in is refused) or enable them again;
         False when there is no such user. Audited with ``by``."""

@@ -326,3 +326,25 @@ def test_an_admin_disables_a_user_at_once_and_enables_them_again(app: Flask) -> 
                       "10.20.0.2").status_code == 302
     actions = [a["action"] for a in app.extensions["store"].audit_log(5)]
     assert actions[:2] == ["user enabled", "user disabled"]
+
+
+def test_an_admin_changes_a_role_without_touching_the_password(app: Flask) -> None:
+    store = app.extensions["store"]
+    admin = app.test_client()
+    token = sign_in(admin, "admin")
+    page = admin.post("/admin/users/qa/role", data={"role": "operator", "csrf_token": token},
+                      follow_redirects=True).text
+    assert "User qa is now operator" in page
+    assert store.get_user("qa")["role"] == "operator"
+    again = app.test_client()  # the same password signs in, with the new role
+    assert post_login(again, csrf_token(again), "qa", PASSWORDS["qa"],
+                      "10.21.0.1").status_code == 302
+    assert again.get("/review/").status_code == 403 and again.get("/panel").status_code == 200
+    assert "cannot change your own role" in admin.post(
+        "/admin/users/admin/role", data={"role": "qa", "csrf_token": token},
+        follow_redirects=True).text
+    assert admin.post("/admin/users/qa/role", data={"role": "boss", "csrf_token": token}
+                      ).status_code == 400
+    entry = store.audit_log(1, action="user role")[0]
+    assert entry["user"] == "admin" and entry["detail"] == {
+        "name": "qa", "role": "operator", "previous": "qa"}
