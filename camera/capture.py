@@ -284,7 +284,7 @@ class CaptureGroup:
         """Per camera; a remote camera's state is "remote" and its counters are 0 here."""
         stats = {thread.config.id: thread.stats.snapshot() for thread in self.threads}
         for camera in self.remote:
-            stats[camera] = {**CaptureStats(state="remote").snapshot()}
+            stats[camera] = CaptureStats(state="remote").snapshot()
         return stats
 
     def all_finished(self) -> bool:

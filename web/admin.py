@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 
+from web.api import audit_filter
 from web.auth import ROLES, add_user, login_required
 from web.params import float_arg
 from web.times import local_time
@@ -32,11 +33,9 @@ EFFECT_POINTS = 120  # thresholds on the curve a user moves along
 @login_required("admin")
 def home() -> Any:
     store = current_app.extensions["store"]
-    action = request.args.get("action") or None
-    user = request.args.get("user")
-    user = None if user is None or user.strip() == "" else user.strip()[:64]
+    action, user = audit_filter(request.args)
     audit = [{**entry, "time": local_time(entry["created_ns"])}
-             for entry in store.audit_log(200, action, "" if user == "system" else user)]
+             for entry in store.audit_log(200, action, user)]
     live = current_app.extensions["live"]
     model = None
     if live is not None:
@@ -46,7 +45,8 @@ def home() -> Any:
                  "undo_to": live.previous.threshold if _threshold_undoable(live) else None}
     return render_template("admin.html", users=store.users(), audit=audit, roles=ROLES,
                            model=model, actions=store.audit_actions(),
-                           audit_filter={"action": action or "", "user": user or ""})
+                           audit_filter={"action": action or "",
+                                         "user": "system" if user == "" else user or ""})
 
 
 @bp.post("/threshold")

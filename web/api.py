@@ -251,25 +251,36 @@ def alarms() -> Any:
                                          limit=int_arg(request.args, "limit", 200, 1, MAX_PAGE)))
 
 
+def current_accounting() -> dict[str, dict[str, Any]] | None:
+    """Per camera: captured, dropped, inspected, ... (the same numbers as /metrics); None
+    when no inspection runs in this process."""
+    monitor = current_app.extensions["monitor"]
+    if monitor is not None:
+        return monitor.totals()
+    live = current_app.extensions["live"]
+    return live.accounting() if live is not None else None
+
+
 @bp.get("/accounting")
 @login_required()
 def accounting() -> Any:
-    """Per camera: captured, dropped, inspected, ... (the same numbers as /metrics)."""
-    monitor = current_app.extensions["monitor"]
-    if monitor is not None:
-        return jsonify(monitor.totals())
-    live = current_app.extensions["live"]
-    return jsonify(live.accounting() if live is not None else {})
+    return jsonify(current_accounting() or {})
+
+
+def audit_filter(args: Any) -> tuple[str | None, str | None]:
+    """The audit log's ``?action=`` and ``?user=``: (action, user), each None when not
+    given; the user ``system`` (the box itself, no signed-in user) becomes ""."""
+    action = args.get("action") or None
+    user = (args.get("user") or "").strip()[:64] or None
+    return action, "" if user == "system" else user
 
 
 @bp.get("/audit")
 @login_required("admin")
 def audit() -> Any:
-    """The audit log, newest first; ``?action=`` and ``?user=`` (``system``: the box) filter."""
-    user = request.args.get("user") or None
+    """The audit log, newest first, filtered by ``audit_filter``."""
     return jsonify(items=_store().audit_log(int_arg(request.args, "limit", 200, 1, MAX_PAGE),
-                                            request.args.get("action") or None,
-                                            "" if user == "system" else user))
+                                            *audit_filter(request.args)))
 
 
 _today_lock = threading.Lock()

@@ -19,10 +19,6 @@ from flask import Blueprint, Response, current_app, jsonify, request
 bp = Blueprint("health", __name__)
 
 
-def _monitor() -> Any:
-    return current_app.extensions.get("monitor")
-
-
 @bp.get("/healthz")
 def healthz() -> Any:
     return jsonify(status="ok", time_ns=time.time_ns())
@@ -30,7 +26,7 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    monitor = _monitor()
+    monitor = current_app.extensions.get("monitor")
     if monitor is None:
         return jsonify(ready=False, checks={"inspection": {
             "ok": False, "reason": "no inspection runs in this process"}}), 503

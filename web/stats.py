@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from web.api import current_accounting
 from web.auth import login_required
 from web.params import float_arg
 
@@ -54,13 +55,10 @@ def data() -> Any:
         card = live.detector.card
         model = {"sha256": live.detector.model.sha256, "name": card.name,
                  "threshold": card.threshold.value}
-    monitor = current_app.extensions.get("monitor")
-    accounting = (monitor.totals() if monitor is not None
-                  else live.accounting() if live is not None else None)
     return jsonify(bucket_s=bucket, since_s=since // 10**9, until_s=now // 10**9,
                    series=series, histogram=_histogram(rows, model),
                    latency=_latency(rows), model=model,
-                   accounting=accounting)
+                   accounting=current_accounting())
 
 
 def _histogram(rows: list[tuple], model: dict | None) -> dict[str, Any]:

@@ -105,19 +105,21 @@ def run_pipeline(
         while not stop_event.wait(0.1) and not group.all_finished():
             # systemd restarts a box whose inspection died though the process lives on; a
             # camera that is down is an alarm, not a reason to restart.
-            notifier.tick(healthy=not service.dead_workers() and not monitor.dead_threads())
+            notifier.tick(healthy=not monitor.dead_threads())
             now = time.monotonic()
             if duration_s is not None and now - started >= duration_s:
                 break
             if now - last_report >= interval_s:
-                for camera, counts in monitor.totals().items():
-                    print(f"[{now - started:7.1f}s] {_line(camera, counts)}", file=out, flush=True)
+                counts = monitor.totals()
+                for camera, camera_counts in counts.items():
+                    print(f"[{now - started:7.1f}s] {_line(camera, camera_counts)}", file=out,
+                          flush=True)
                 for alarm in monitor.board.active():
                     print(f"[{now - started:7.1f}s] ALARM: {alarm.reason}", file=out,
                           flush=True)
                 notifier.status("; ".join(f"{camera}: {c['inspected']} inspected, "
                                           f"{c['rejected']} rejected"
-                                          for camera, c in monitor.totals().items()))
+                                          for camera, c in counts.items()))
                 last_report = now
     finally:
         notifier.stopping("draining: writing the verdicts still queued")

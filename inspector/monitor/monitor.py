@@ -140,7 +140,7 @@ class Monitor:
         capacity = service.capacity_alarm()
         if capacity:
             found.append(Condition("capacity", capacity))
-        dead = service.dead_workers() + self.dead_threads()
+        dead = self.dead_threads()
         if dead:
             found.append(Condition("worker_dead", f"threads ended: {', '.join(dead)}"))
         found += [Condition("drift", d.message(), d.camera)
@@ -222,10 +222,13 @@ class Monitor:
         return usage.used / usage.total if usage.total else None
 
     def dead_threads(self) -> list[str]:
-        """The recorder, capture threads and this monitor, ended while the box runs."""
+        """The inspection workers, the recorder and this monitor: those that ended while
+        the box runs (a capture thread that ended is its camera's ``camera_down``)."""
         if self.group.stop_event.is_set() or self._stop.is_set():
             return []
-        dead = [] if self.recorder.is_alive() else [self.recorder.name]
+        dead = list(self.service.dead_workers())
+        if not self.recorder.is_alive():
+            dead.append(self.recorder.name)
         if self._thread.ident is not None and not self._thread.is_alive():
             dead.append(self._thread.name)
         return dead
@@ -255,7 +258,7 @@ class Monitor:
                 camera, None if ok else "no frame yet")}
         store_problem = next((a.reason for a in active
                               if a.kind in ("disk_full", "storage_error")), None)
-        dead = self.service.dead_workers() + self.dead_threads()
+        dead = self.dead_threads()
         checks = {
             "model": {"ok": self.service.detector is not None,
                       "sha256": self.service.detector.model.sha256},
