@@ -80,6 +80,7 @@ def run_pipeline(
     try:
         _start_outputs(line)
     except BaseException:
+        service.stop(drain_quiet_ms=0)  # its sockets are open: term() would wait on them
         store.close()
         context.term()
         raise

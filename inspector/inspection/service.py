@@ -125,14 +125,16 @@ class InspectionService:
             thread.start()
 
     def stop(self, drain_quiet_ms: int = 300, timeout_s: float = 30.0) -> None:
-        """Inspect every frame still arriving until the bus is quiet, then close the sockets."""
+        """Inspect every frame still arriving until the bus is quiet, then close the sockets
+        (of a service never started too: it opened them when made)."""
         self._drain_quiet_ms = drain_quiet_ms
         self._stop.set()
         if self.live_shadow is not None:  # its results are stored while the store is open
             self.live_shadow.stop("inspection stopped")
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in self._threads):
             logger.error("inspection workers did not stop within %.0f s", timeout_s)
             return

@@ -7,14 +7,17 @@ returns; the status turns offline when the box stops."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 from pymodbus.client import ModbusTcpClient
 
 from inspector.config import parse_config
+from inspector.errors import OutputError
 from inspector.inspection import DEMO_MODEL, run_pipeline
 from inspector.monitor import ALARM_KINDS
 from inspector.outputs import BoxRegister, CameraRegister
@@ -130,3 +133,33 @@ def test_plc_and_broker_take_verdicts_and_alarms_from_a_running_box(
     status.wait_for(lambda m: m[-1].document["state"] == "offline")
     for subscriber in (verdicts, alarms, status):
         subscriber.close()
+
+
+def test_a_taken_plc_port_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    """The gate cannot listen: run fails at once, naming the output, and leaves nothing
+    running (no hang on the sockets the service had already opened)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = parse_config({
+            "cameras": [{"id": "cam1", "type": "synthetic"}],
+            "bus": {"frames": f"inproc://frames-{id(tmp_path)}",
+                    "results": f"inproc://results-{id(tmp_path)}"},
+            "model": {"path": str(DEMO_MODEL), "intra_op_threads": 1},
+            "storage": {"root": str(tmp_path / "store")},
+            "outputs": {"modbus": {"listen": f"127.0.0.1:{taken.getsockname()[1]}"}},
+        }, base_dir=tmp_path)
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                run_pipeline(config, threading.Event(), StringIO())
+            except BaseException as exc:
+                failed.append(exc)
+
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        runner.join(30)
+    assert not runner.is_alive(), "run_pipeline hung after the output failed to start"
+    assert len(failed) == 1 and isinstance(failed[0], OutputError)
+    assert str(failed[0]).startswith("outputs.modbus: ")
