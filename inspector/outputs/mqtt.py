@@ -11,7 +11,6 @@ broker that is away costs bounded memory, and what does not fit is counted as dr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -29,6 +28,7 @@ from inspector.config import MqttConfig
 from inspector.errors import ConfigError
 from inspector.identifiers import check_camera_id
 from inspector.monitor import Alarm, Condition
+from inspector.outputs.results import encode
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +52,6 @@ class _Message:
     payload: bytes
     qos: int
     retain: bool = False  # only the counters (status messages bypass the buffer)
-
-
-def _json(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -112,7 +108,7 @@ class MqttOutput:
         """Queue a verdict for ``<prefix>/<box>/<camera>/verdict``; never blocks or raises."""
         try:
             check_camera_id(camera)  # a topic level: no "/", "+" or "#"
-            self._enqueue(_Message(f"{self.base}/{camera}/verdict", _json(document),
+            self._enqueue(_Message(f"{self.base}/{camera}/verdict", encode(document),
                                    self.config.qos))
         except Exception as exc:  # an Output must not raise: count it and go on
             self._refuse("a verdict", exc)
@@ -120,7 +116,7 @@ class MqttOutput:
     def on_alarm(self, alarm: Alarm) -> None:
         """Queue an alarm raised or cleared for ``<prefix>/<box>/alarms``."""
         try:
-            self._enqueue(_Message(f"{self.base}/alarms", _json(alarm.document()),
+            self._enqueue(_Message(f"{self.base}/alarms", encode(alarm.document()),
                                    max(self.config.qos, STATUS_QOS)))
         except Exception as exc:
             self._refuse("an alarm", exc)
@@ -233,7 +229,7 @@ class MqttOutput:
         return client
 
     def _status(self, state: str, since_ns: int | None, reason: str | None = None) -> bytes:
-        return _json({"state": state, "box": self.box_id, "since_ns": since_ns,
+        return encode({"state": state, "box": self.box_id, "since_ns": since_ns,
                       "reason": reason})
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -368,7 +364,7 @@ class MqttOutput:
     def _counters_message(self) -> _Message | None:
         assert self._counters is not None
         try:
-            payload = _json({"box": self.box_id, "at_ns": self._clock(),
+            payload = encode({"box": self.box_id, "at_ns": self._clock(),
                              "cameras": self._counters()})
         except Exception:
             logger.exception("MQTT: could not read the counters")

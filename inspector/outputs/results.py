@@ -32,6 +32,11 @@ Output = Callable[[str, dict[str, Any]], None]
 SCHEMA_PATH = Path(__file__).with_name("verdict.schema.json")
 
 
+def encode(document: dict[str, Any]) -> bytes:
+    """A document as every output sends it: compact JSON, UTF-8."""
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class CurveServer:
     """The box's CurveZMQ keys for the result feed, and who may subscribe."""
@@ -79,7 +84,7 @@ class ResultPublisher:
         self._lock = threading.Lock()
 
     def publish(self, topic: str, document: dict[str, Any]) -> None:
-        message = [topic.encode(), json.dumps(document, separators=(",", ":")).encode()]
+        message = [topic.encode(), encode(document)]
         with self._lock:
             # PUB never blocks: a slow subscriber loses messages, the line never waits for it.
             self._socket.send_multipart(message, flags=zmq.NOBLOCK)
