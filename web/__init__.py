@@ -35,7 +35,7 @@ from inspector.errors import ConfigError
 from inspector.files import make_secret, read_secret
 from inspector.local_api import API_TOKEN_FILE
 from inspector.store import Store
-from web.security import LOGIN_MAX_BYTES
+from web.security import LOGIN_MAX_BYTES, REFUSED_UNTIL_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,9 @@ def create_app(config: Config, store: Store, live: Any = None, monitor: Any = No
         )
         return response
 
+    # Outermost: an address the limit refused is answered before any of the above runs.
+    app.wsgi_app = app.extensions["refused_addresses"] = security.RefusedAddresses(
+        app.wsgi_app)
     return app
 
 
@@ -176,7 +179,10 @@ def _error_page(error: HTTPException) -> Any:
     if isinstance(error, RateLimitExceeded):
         breached = current_app.extensions["login_limiter"].current_limit
         reset_at = breached.reset_at if breached is not None else time.time() + 60
-        retry_after = str(max(1, int(reset_at - time.time())))
+        wait_s = max(1, int(reset_at - time.time()))
+        retry_after = str(wait_s)
+        if REFUSED_UNTIL_KEY in request.environ:  # remembered for this address
+            request.environ[REFUSED_UNTIL_KEY] = time.monotonic() + wait_s
     if retry_after:
         response.headers["Retry-After"] = retry_after
     return response

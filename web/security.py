@@ -1,20 +1,24 @@
-"""Guards of the sign-in: per-name lockout, a bound on password checks, safe redirects.
+"""Guards of the sign-in: per-name lockout, a bound on password checks, cheap refusals,
+safe redirects.
 
 The per-address rate limit is Flask-Limiter's (set up in ``web.create_app``). What it
-cannot do lives here: locking a user name after repeated wrong passwords, and keeping
+cannot do lives here: locking a user name after repeated wrong passwords, keeping
 password hashing (scrypt: ~150-250 ms of one core and 32 MiB each) from eating the
-CPU that inspection runs on, however many clients push at once.
+CPU that inspection runs on, however many clients push at once, and answering an address
+the limit already refused without running the app again.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from werkzeug.security import generate_password_hash
@@ -39,6 +43,11 @@ HASH_WAITING = 2
 HASH_WAIT_S = 2.0  # longest a check waits for its turn before it is refused
 BUSY_RETRY_S = 1
 LOGIN_MAX_BYTES = 4096  # the sign-in form is a name, a password and a token: under 1 KiB
+# Client addresses whose refusal is remembered by ``RefusedAddresses``: real TCP peers (a
+# handshake is needed), an address and a number each, so at most about 1 MB; when full,
+# the entry refused earliest is forgotten (that address then meets the limit again).
+REFUSED_MAX_ADDRESSES = 10_000
+REFUSED_UNTIL_KEY = "inspector.address_refused_until"  # WSGI environ key the app sets
 
 
 class Busy(Exception):
@@ -117,6 +126,69 @@ class HashGate:
         finally:
             with self._lock:
                 self._admitted -= 1
+
+
+class RefusedAddresses:
+    """WSGI middleware: once the per-address limit has refused an address's sign-in, that
+    address's next sign-ins are refused here, until the limit's own reset time, without
+    entering Flask.
+
+    A flood's refused posts would otherwise each run the app (session, hooks, limiter, an
+    error page): Python work that shares the interpreter lock with capture and inspection.
+    The limit stays the only judge: the app marks its own refusals in the request's environ
+    (``REFUSED_UNTIL_KEY``, a monotonic deadline), and only those are remembered. The
+    per-name lockout and the busy gate are not, since they do not concern the address.
+    """
+
+    def __init__(self, app: Any, path: str = "/login",
+                 max_addresses: int = REFUSED_MAX_ADDRESSES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.path, self.max_addresses, self.clock = app, path, max_addresses, clock
+        self._lock = threading.Lock()
+        self._until: OrderedDict[str, float] = OrderedDict()
+        self.refused = 0  # sign-ins answered here
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != self.path:
+            return self.app(environ, start_response)
+        address = environ.get("REMOTE_ADDR") or ""
+        now = self.clock()
+        with self._lock:
+            until = self._until.get(address, 0.0)
+            if until <= now:
+                self._until.pop(address, None)
+        if until > now:
+            self.refused += 1
+            return self._refuse(start_response, math.ceil(until - now))
+        environ[REFUSED_UNTIL_KEY] = None
+        result = self.app(environ, start_response)
+        refused_until = environ.get(REFUSED_UNTIL_KEY)
+        if refused_until is not None:
+            with self._lock:
+                self._until.pop(address, None)
+                self._until[address] = refused_until
+                while len(self._until) > self.max_addresses:
+                    self._until.popitem(last=False)
+        return result
+
+    @staticmethod
+    def _refuse(start_response: Callable, wait_s: int) -> list[bytes]:
+        body = (f"<!doctype html><meta charset=utf-8><title>429 Too Many Requests</title>"
+                f"<h1>Too many sign-in attempts</h1><p>Too many sign-in attempts from this "
+                f"address; wait {wait_s} s, then <a href=\"/login\">sign in</a>.</p>").encode()
+        start_response("429 Too Many Requests", [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Retry-After", str(wait_s)),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+            ("Content-Security-Policy", "default-src 'none'"),
+        ])
+        return [body]
+
+    def __len__(self) -> int:
+        return len(self._until)
 
 
 @functools.cache

@@ -22,6 +22,7 @@ from web.security import (
     Busy,
     HashGate,
     Lockout,
+    RefusedAddresses,
     dummy_hash,
     safe_next,
 )
@@ -82,6 +83,71 @@ def test_one_address_is_rate_limited_with_a_page_and_retry_after(app: Flask) -> 
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "Too many sign-in attempts from this address" in refused.text
     assert post_login(client, token, "qa", PASSWORDS["qa"], "10.0.0.2").status_code == 302
+
+
+def test_a_refused_address_is_answered_without_running_the_app(
+    app: Flask, checks: CheckCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = app.test_client()
+    token = csrf_token(client)
+    for i in range(10):  # a new name each time, so no name is locked
+        post_login(client, token, f"guesser{i}", "guess")
+    refused_by_limit = post_login(client, token, "guesser", "guess")
+    assert refused_by_limit.status_code == 429
+    # From now on the app does not run for this address's sign-ins: a view that would
+    # fail shows it.
+    monkeypatch.setattr(web.auth, "check_password_hash", None)
+    shield: RefusedAddresses = app.extensions["refused_addresses"]
+    before = shield.refused
+    for _ in range(50):
+        again = post_login(client, token, "qa", PASSWORDS["qa"])
+        assert again.status_code == 429
+        assert 1 <= int(again.headers["Retry-After"]) <= 60
+        assert "Too many sign-in attempts from this address" in again.text
+    assert shield.refused - before == 50 and len(checks.calls) == 10
+    # Other addresses and other requests still reach the app.
+    assert client.get("/login", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    monkeypatch.undo()
+    assert post_login(client, token, "qa", PASSWORDS["qa"], "10.0.0.9").status_code == 302
+
+
+def test_a_remembered_refusal_ends_when_the_limit_resets() -> None:
+    now = [100.0]
+    answers = iter([429, 200])
+
+    def app(environ: dict, start_response) -> list[bytes]:
+        status = next(answers)
+        if status == 429:
+            environ["inspector.address_refused_until"] = now[0] + 30
+        start_response(f"{status} X", [])
+        return [b""]
+
+    shield = RefusedAddresses(app, clock=lambda: now[0], max_addresses=2)
+    statuses = []
+
+    def call(address: str = "10.0.0.1", path: str = "/login") -> str:
+        shield({"REQUEST_METHOD": "POST", "PATH_INFO": path, "REMOTE_ADDR": address},
+               lambda status, headers: statuses.append((status, dict(headers))))
+        return statuses[-1][0]
+
+    assert call().startswith("429")  # the app's own refusal
+    assert call().startswith("429") and shield.refused == 1
+    assert statuses[-1][1]["Retry-After"] == "30"
+    now[0] += 30.5  # the limit has reset: the app judges again
+    assert call() == "200 X" and len(shield) == 0
+
+
+def test_remembered_addresses_are_bounded() -> None:
+    def app(environ: dict, start_response) -> list[bytes]:
+        environ["inspector.address_refused_until"] = time.monotonic() + 60
+        start_response("429 X", [])
+        return [b""]
+
+    shield = RefusedAddresses(app, max_addresses=100)
+    for i in range(5000):
+        shield({"REQUEST_METHOD": "POST", "PATH_INFO": "/login",
+                "REMOTE_ADDR": f"10.{i // 256}.{i % 256}.1"}, lambda *a: None)
+    assert len(shield) == 100  # the earliest refused are forgotten first
 
 
 def test_a_name_is_locked_after_repeated_wrong_passwords_known_or_not(app: Flask) -> None:
