@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 import time
 import zipfile
@@ -12,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
+from PIL import Image
 
 from inspector.store import VERDICTS, SearchFilters
 from web.auth import login_required
@@ -91,6 +94,7 @@ def _apply_label(inspection_id: int, body: dict[str, Any]) -> dict[str, Any]:
     label = body.get("label")
     defect_type = body.get("defect_type") or None
     note = body.get("note") or None
+    regions = body.get("regions") or None  # boxes drawn on the detail page
     role = g.user["role"]
     allowed = ("good", "defect") if role == "operator" else ("good", "defect", "none")
     if label == "none" and role == "operator" and _own_last_label(inspection_id):
@@ -111,9 +115,11 @@ def _apply_label(inspection_id: int, body: dict[str, Any]) -> dict[str, Any]:
                                                                                   "operator"):
         abort(409, "this sample was labeled by QA; ask QA to change it")
     try:
-        _store().add_label(inspection_id, label, g.user["name"], defect_type, note)
+        _store().add_label(inspection_id, label, g.user["name"], defect_type, note, regions)
     except KeyError:
         abort(404)
+    except ValueError as exc:  # the store's own check of the drawn regions
+        abort(400, str(exc))
     return row_json(_store().get(inspection_id))
 
 
@@ -142,10 +148,25 @@ def bulk_label() -> Any:
     ids = body["ids"]
     if len(ids) > MAX_PAGE or not all(isinstance(i, int) for i in ids):
         abort(400, f"ids must be at most {MAX_PAGE} integers")
+    if body.get("regions"):
+        abort(400, "regions are drawn on one sample at a time")
     return jsonify(items=[_apply_label(i, body) for i in ids])
 
 
 EXPORT_LIMIT = 10_000
+
+
+def region_mask(image: Path, regions: list[dict[str, int]]) -> bytes:
+    """A PNG the size of ``image``: 255 inside the drawn boxes (clipped to the frame), 0
+    elsewhere. Only the image's header is read for its size."""
+    with Image.open(image) as frame:
+        width, height = frame.size
+    mask = np.zeros((height, width), np.uint8)
+    for box in regions:
+        mask[box["y"]:box["y"] + box["h"], box["x"]:box["x"] + box["w"]] = 255
+    out = io.BytesIO()
+    Image.fromarray(mask).save(out, "PNG")
+    return out.getvalue()
 
 
 def plain_cell(value: Any) -> Any:
@@ -159,33 +180,42 @@ def plain_cell(value: Any) -> Any:
 @login_required("qa")
 def export() -> Any:
     """Labeled samples matching the filters as a dataset a re-fit can read: the frames in
-    ``good/`` and ``defect/<type>/``, and ``labels.csv`` with every row's facts."""
+    ``good/`` and ``defect/<type>/``, the boxes drawn on defects as masks in
+    ``ground_truth/<type>/<id>_mask.png`` (MVTec's layout: 255 inside a box, 0 outside),
+    and ``labels.csv`` with every row's facts, the boxes as JSON."""
     store = _store()
     filters = filters_from(request.args)
     if filters.label is None:  # unlabeled samples teach nothing
         filters = replace(filters, labeled_only=True)
     rows = store.search(filters, EXPORT_LIMIT)
+    drawn = store.label_regions([row["id"] for row in rows])
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["id", "camera", "seq", "part_id", "time", "verdict", "score",
-                         "threshold", "label", "defect_type", "file"])
+                         "threshold", "label", "defect_type", "file", "regions", "mask"])
         for row in rows:
-            name = ""
+            name = mask = ""
+            regions = drawn.get(row["id"], []) if row["label"] == "defect" else []
             if row["image_path"] and row["label"]:
-                kind = row["defect_type"] or "unknown"
+                kind = row["defect_type"] or "untyped"
                 folder = "good" if row["label"] == "good" else f"defect/{kind}"
                 name = f"{folder}/{row['id']}{Path(row['image_path']).suffix}"
                 try:
                     archive.write(store.root / row["image_path"], name)
+                    if regions:
+                        mask = f"ground_truth/{kind}/{row['id']}_mask.png"
+                        archive.writestr(mask, region_mask(store.root / row["image_path"],
+                                                           regions))
                 except OSError:
-                    name = ""  # deleted meanwhile: the row still goes into the table
+                    name = mask = ""  # deleted meanwhile: the row still goes into the table
             item = row_json(row)
             writer.writerow([plain_cell(v) for v in (
                 row["id"], row["camera"], row["seq"], row["part_id"], item["time"],
                 row["verdict"], row["score"], row["threshold"], row["label"],
-                row["defect_type"], name)])
+                row["defect_type"], name,
+                json.dumps(regions, separators=(",", ":")) if regions else "", mask)])
         archive.writestr("labels.csv", table.getvalue())
     store.audit("export", {"rows": len(rows), "filters": request.args.to_dict()},
                 g.user["name"])

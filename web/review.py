@@ -41,7 +41,9 @@ def detail(inspection_id: int) -> Any:
     # The grid's filters travel in the query string, so previous and next follow them.
     newer, older = store.neighbours(filters_from(request.args), inspection_id)
     query = request.query_string.decode()
-    return render_template("detail.html", item=row_json(row),
-                           history=store.label_history(inspection_id),
+    history = store.label_history(inspection_id)
+    # The boxes drawn with the current label, shown to be kept, moved or redrawn.
+    drawn = history[-1]["regions"] if history and row["label"] == "defect" else []
+    return render_template("detail.html", item=row_json(row), history=history, regions=drawn,
                            defect_types=current_app.config["DEFECT_TYPES"],
                            newer=newer, older=older, query=f"?{query}" if query else "")

@@ -153,8 +153,15 @@ CREATE INDEX alarms_raised ON alarms(raised_ns);
 CREATE INDEX alarms_open ON alarms(cleared_ns) WHERE cleared_ns IS NULL;
 """
 
+# v8 (region labels): the boxes a person drew on a defect, in the stored frame's pixels,
+# kept with the label that gave them (NULL: none drawn).
+_SCHEMA_V8 = """
+ALTER TABLE labels ADD COLUMN regions_json TEXT;
+"""
+
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
-    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6, _SCHEMA_V7)
+    _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6, _SCHEMA_V7,
+    _SCHEMA_V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

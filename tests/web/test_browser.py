@@ -245,3 +245,59 @@ def test_an_operator_undoes_a_mis_tap_on_the_panel(page, server) -> None:
     sync_api.expect(page.locator(f'.reject-card[data-id="{sample}"]')).to_have_count(1)  # back
     assert store.get(sample)["label"] is None
     assert [h["label"] for h in store.label_history(sample)] == ["good", "none"]
+
+
+def test_a_region_is_drawn_zoomed_labeled_and_exported(page, server) -> None:
+    import csv
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    store = server.app.extensions["store"]
+    sample = next(r["id"] for r in store.search(SearchFilters(verdict="reject"), 50)
+                  if r["image_path"])
+    sign_in(page, server, "qa")
+    page.goto(server.url + f"review/{sample}")
+    image = page.locator("#stage-image")
+    sync_api.expect(image).to_have_js_property("complete", True)
+    width, height = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+
+    def drag(fx0: float, fy0: float, fx1: float, fy1: float) -> None:
+        box = page.locator("#boxes").bounding_box()
+        page.mouse.move(box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"], steps=5)
+        page.mouse.up()
+
+    drag(0.25, 0.25, 0.5, 0.75)  # a box over a quarter of the frame's width, half its height
+    page.keyboard.press("+")  # zoomed in, a second box is still in frame pixels
+    sync_api.expect(page.locator("#zoom-level")).to_have_text("150%")
+    assert page.locator("#stage").bounding_box()["width"] > page.locator(
+        "#zoom-view").bounding_box()["width"] * 1.3
+    page.locator("#zoom-view").evaluate("v => v.scrollTo(0, 0)")
+    drag(0.05, 0.05, 0.1, 0.1)
+    sync_api.expect(page.locator("#region-list li")).to_have_count(2)
+    sync_api.expect(page.locator("#drawn-count")).to_contain_text("not saved yet")
+    types = server.app.config["DEFECT_TYPES"]
+    page.keyboard.press("1")  # the first defect type, with the boxes
+    sync_api.expect(page.locator("#status")).to_have_text(
+        f"#{sample}: defect · {types[0]} with 2 boxes")
+    sync_api.expect(page.locator("#drawn-count")).to_have_text("2")
+    first, second = store.label_history(sample)[-1]["regions"]
+    assert first["x"] == pytest.approx(width * 0.25, abs=3)
+    assert first["w"] == pytest.approx(width * 0.25, abs=3)
+    assert first["h"] == pytest.approx(height * 0.5, abs=3)
+    assert second["w"] < first["w"] / 3  # drawn at 150%: a small box, not a scaled one
+
+    # The boxes come back with the page, and go out with the dataset as a mask.
+    page.reload()
+    sync_api.expect(page.locator("#boxes rect")).to_have_count(2)
+    response = page.request.get(server.url + "api/export.zip?label=defect")
+    archive = zipfile.ZipFile(io.BytesIO(response.body()))
+    row = next(r for r in csv.DictReader(io.StringIO(archive.read("labels.csv").decode()))
+               if r["id"] == str(sample))
+    mask = np.array(Image.open(io.BytesIO(archive.read(row["mask"]))))
+    assert mask.shape == (height, width)
+    assert (mask == 255).sum() == first["w"] * first["h"] + second["w"] * second["h"]

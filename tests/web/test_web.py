@@ -291,6 +291,43 @@ def test_qa_exports_labeled_samples_as_a_dataset(app: Flask) -> None:
     assert operator.get("/api/export.zip").status_code == 403
 
 
+def test_regions_drawn_on_a_defect_are_labeled_and_exported_as_masks(app: Flask) -> None:
+    import csv
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    client = app.test_client()
+    token = login(client, "qa")
+    boxes = [{"x": 2, "y": 3, "w": 4, "h": 5}, {"x": 60, "y": 60, "w": 40, "h": 40}]
+    answer = client.post("/api/inspections/1/label", headers={"X-CSRFToken": token},
+                         json={"label": "defect", "defect_type": "scratch", "regions": boxes})
+    assert answer.status_code == 200
+    assert client.get("/api/inspections/1").json["history"][-1]["regions"] == boxes
+    for bad in ([{"x": 1}], [{"x": 1, "y": 1, "w": 1, "h": 1}] * 51, "everywhere"):
+        refused = client.post("/api/inspections/2/label", headers={"X-CSRFToken": token},
+                              json={"label": "defect", "regions": bad})
+        assert refused.status_code == 400 and "region" in refused.json["error"]
+    assert client.post("/api/inspections/labels", headers={"X-CSRFToken": token}, json={
+        "ids": [2, 3], "label": "defect", "regions": boxes}).status_code == 400
+    assert app.extensions["store"].label_history(2) == []
+
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/export.zip").data))
+    [row] = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
+    assert json.loads(row["regions"]) == boxes
+    assert row["mask"] == "ground_truth/scratch/1_mask.png"
+    frame = Image.open(io.BytesIO(archive.read(row["file"])))
+    mask = np.array(Image.open(io.BytesIO(archive.read(row["mask"]))))
+    assert mask.shape == (frame.height, frame.width)  # MVTec's layout: one mask per image
+    inside = np.zeros(mask.shape, bool)
+    for box in boxes:  # the second box is clipped to the frame
+        inside[box["y"]:box["y"] + box["h"], box["x"]:box["x"] + box["w"]] = True
+    assert set(np.unique(mask)) == {0, 255} and np.array_equal(mask == 255, inside)
+
+
 def test_the_panel_shows_the_alarms_of_the_line(app: Flask, tmp_path: Path) -> None:
     board = AlarmBoard()
     monitor = SimpleNamespace(board=board, totals=lambda: {"cam1": {"captured": 3}})

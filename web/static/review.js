@@ -1,4 +1,5 @@
 // QA review by keyboard: j/k move, g/d label, 1-9 defect type, u undo, x select, Enter open.
+// On the detail page a Defect label also carries the boxes drawn on the frame (regions.js).
 // A label moves the cursor to the next sample (as Label Studio and CVAT do); undo moves back.
 "use strict";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
@@ -43,16 +44,25 @@ function show(card, item) {
   status.textContent = `#${item.id}: ${text}`;
 }
 
-async function setLabel(card, label, defectType = null, remember = true) {
-  const before = { label: card.dataset.label || "none", defect_type: card.dataset.type || null };
+// The detail page's drawn boxes (regions.js) go with a Defect label of its own sample.
+const editorFor = (card) =>
+  (window.regionEditor && cards.length === 1 && card === cards[0] ? window.regionEditor : null);
+
+async function setLabel(card, label, defectType = null, remember = true, regions = null) {
+  const editor = editorFor(card);
+  const before = { label: card.dataset.label || "none", defect_type: card.dataset.type || null,
+                   regions: editor ? JSON.parse(card.dataset.regions || "[]") : [] };
   const noteField = document.getElementById("note");
   const note = noteField && noteField.value ? noteField.value : null;
+  const boxes = label === "defect" ? (regions || (editor ? editor.boxes() : [])) : [];
   const item = await post(`/api/inspections/${card.dataset.id}/label`,
-    { label, defect_type: defectType, note });
+    { label, defect_type: defectType, note, regions: boxes.length ? boxes : null });
   if (item && noteField) noteField.value = "";
   if (!item) return false;
   if (remember) { undoStack.push({ id: card.dataset.id, ...before }); saveUndo(); }
+  if (editor) { editor.saved(boxes); card.dataset.regions = JSON.stringify(boxes); }
   show(card, item);
+  if (boxes.length) status.textContent += ` with ${boxes.length} box${boxes.length > 1 ? "es" : ""}`;
   return true;
 }
 
@@ -102,7 +112,7 @@ document.addEventListener("keydown", async (event) => {
       // The sample may be on another page: label it by id, and move there when it is here.
       let target = cards.find((c) => c.dataset.id === String(last.id));
       if (!target) { target = document.createElement("article"); target.dataset.id = last.id; }
-      await setLabel(target, last.label, last.defect_type, false);
+      await setLabel(target, last.label, last.defect_type, false, last.regions);
       if (cards.includes(target)) select(cards.indexOf(target));
     } else status.textContent = "nothing to undo";
   } else return;
