@@ -50,6 +50,38 @@ def test_slow_consumer_drops_and_every_accepted_frame_arrives(
     assert received == accepted
 
 
+def test_over_tcp_the_kernel_holds_few_frames_behind_a_stalled_inspector(
+    zmq_context: zmq.Context,
+) -> None:
+    """The kernel's TCP buffers are bounded (TCP_BUFFER_BYTES each way), so a stalled
+    inspector makes the camera drop within a few frames instead of queueing megabytes."""
+    import time
+
+    from inspector.bus.sockets import TCP_BUFFER_BYTES
+
+    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    receiver = FrameReceiver(endpoint, zmq_context, hwm=2, known_cameras=["cam1"])
+    sender = FrameSender(endpoint, zmq_context, hwm=2)
+    frame = np.random.default_rng(0).integers(0, 255, (200, 500, 1), np.uint8)  # 100 kB
+    accepted = 0
+    try:
+        sender.wait_ready(2000)
+        deadline = time.monotonic() + 2  # pushing for 2 s: the kernel has time to grow
+        while time.monotonic() < deadline:
+            if sender.send(frame, "cam1", accepted, 0):
+                accepted += 1
+            else:
+                time.sleep(0.005)
+        received = len(list(receiver.drain(quiet_ms=500)))
+    finally:
+        sender.close()
+        receiver.close()
+    # Linux doubles each buffer it is given: two sockets, two buffers each.
+    in_kernel = 2 * 2 * TCP_BUFFER_BYTES // frame.nbytes
+    assert accepted <= 2 + 2 + in_kernel + 4  # the two queues, the kernel, a frame in flight
+    assert received == accepted  # bounded, and nothing accepted is lost
+
+
 def test_wait_ready_says_when_a_full_queue_has_room_again(
     tmp_path: Path, zmq_context: zmq.Context
 ) -> None:
