@@ -147,6 +147,9 @@ def _report(detector: Detector, samples: list[Sample], labels: np.ndarray, score
     threshold = detector.threshold
     false_rejects = [i for i in np.argsort(-scores) if not labels[i] and scores[i] >= threshold]
     escapes = [i for i in np.argsort(scores) if labels[i] and scores[i] < threshold]
+    # With none wrong, the report shows the parts nearest to being wrong instead.
+    closest_good = [] if false_rejects else [i for i in np.argsort(-scores) if not labels[i]]
+    closest_defective = [] if escapes else [i for i in np.argsort(scores) if labels[i]]
 
     def examples(indices: list[int]) -> list[Example]:
         chosen = []
@@ -164,6 +167,7 @@ def _report(detector: Detector, samples: list[Sample], labels: np.ndarray, score
         metrics={k: v for k, v in result.items() if not isinstance(v, dict)},
         false_rejects=examples(false_rejects), escapes=examples(escapes),
         score_low=scale.low, score_high=scale.high,
+        closest_good=examples(closest_good), closest_defective=examples(closest_defective),
     )
 
 

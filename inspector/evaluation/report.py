@@ -26,6 +26,8 @@ ROC_FILE = "roc.png"
 HISTOGRAM_FILE = "histogram.png"
 FALSE_REJECTS_FILE = "false_rejects.png"
 ESCAPES_FILE = "escapes.png"
+CLOSEST_GOOD_FILE = "closest_good.png"
+CLOSEST_DEFECTIVE_FILE = "closest_defective.png"
 
 FALSE_REJECTS_HEADING = "False rejects (good parts scored above threshold)"
 ESCAPES_HEADING = "Escapes (defective parts scored below threshold)"
@@ -46,6 +48,8 @@ def write_report(
     escapes: Sequence[Example],
     score_low: float,
     score_high: float,
+    closest_good: Sequence[Example] = (),
+    closest_defective: Sequence[Example] = (),
 ) -> Path:
     """Write the evaluation report into ``out_dir`` (created if needed); return index.html's path.
 
@@ -54,7 +58,9 @@ def write_report(
     grids (transparent at or below low, full colour at high). At most ``MAX_EXAMPLES`` of
     each list are drawn: the highest-scoring false rejects and the lowest-scoring escapes.
     An empty list writes no grid (a stale grid file from an earlier report is removed) and
-    the page says "none".
+    the page says "none", then shows in its place the parts nearest to being wrong:
+    ``closest_good`` (the highest-scoring good parts) and ``closest_defective`` (the
+    lowest-scoring defective ones), so a clean result still shows how close it was.
     """
     labels_arr, scores_arr = _check_inputs(labels, scores)
     threshold = _finite(threshold, "threshold")
@@ -73,7 +79,13 @@ def write_report(
 
     shown_rejects = sorted(false_rejects, key=lambda e: e.score, reverse=True)[:MAX_EXAMPLES]
     shown_escapes = sorted(escapes, key=lambda e: e.score)[:MAX_EXAMPLES]
-    for examples, file_name in ((shown_rejects, FALSE_REJECTS_FILE), (shown_escapes, ESCAPES_FILE)):
+    near_good = [] if shown_rejects else sorted(
+        closest_good, key=lambda e: e.score, reverse=True)[:MAX_EXAMPLES]
+    near_defective = [] if shown_escapes else sorted(
+        closest_defective, key=lambda e: e.score)[:MAX_EXAMPLES]
+    for examples, file_name in ((shown_rejects, FALSE_REJECTS_FILE), (shown_escapes, ESCAPES_FILE),
+                                (near_good, CLOSEST_GOOD_FILE),
+                                (near_defective, CLOSEST_DEFECTIVE_FILE)):
         path = out / file_name
         if examples:
             write_image(path, grid(examples, score_low, score_high))
@@ -88,14 +100,10 @@ def write_report(
         auroc=auroc,
         metrics=metrics,
         sections=(
-            (
-                FALSE_REJECTS_HEADING,
-                FALSE_REJECTS_FILE,
-                shown_rejects,
-                len(false_rejects),
-                "highest",
-            ),
-            (ESCAPES_HEADING, ESCAPES_FILE, shown_escapes, len(escapes), "lowest"),
+            (FALSE_REJECTS_HEADING, FALSE_REJECTS_FILE, shown_rejects, len(false_rejects),
+             "highest", (CLOSEST_GOOD_FILE, near_good, "good parts that scored highest")),
+            (ESCAPES_HEADING, ESCAPES_FILE, shown_escapes, len(escapes), "lowest",
+             (CLOSEST_DEFECTIVE_FILE, near_defective, "defective parts that scored lowest")),
         ),
         score_low=score_low,
         score_high=score_high,
@@ -259,13 +267,17 @@ def _confusion_table(metrics: Mapping[str, Any]) -> str:
 
 
 def _examples_section(
-    heading: str, file_name: str, shown: Sequence[Example], total: int, which: str
+    heading: str, file_name: str, shown: Sequence[Example], total: int, which: str,
+    closest: tuple[str, Sequence[Example], str],
 ) -> str:
     parts = [f"<h2>{html.escape(heading)}</h2>"]
     if not shown:
         parts.append('<p class="none">none</p>')
-        return "\n".join(parts)
-    if total > len(shown):
+        file_name, shown, what = closest
+        if not shown:
+            return "\n".join(parts)
+        parts.append(f'<p class="note">Closest to the threshold: the {len(shown)} {what}.</p>')
+    elif total > len(shown):
         parts.append(
             f'<p class="note">{total} in all; showing the {len(shown)} {which}-scoring.</p>'
         )
@@ -292,7 +304,8 @@ def _html(
     threshold: float,
     auroc: float,
     metrics: Mapping[str, Any],
-    sections: Sequence[tuple[str, str, Sequence[Example], int, str]],
+    sections: Sequence[tuple[str, str, Sequence[Example], int, str,
+                             tuple[str, Sequence[Example], str]]],
     score_low: float,
     score_high: float,
 ) -> str:

@@ -45,3 +45,9 @@ def test_evaluate_reports_metrics_and_writes_the_visual_report(
     assert remembered["image_auroc"] == result["image_auroc"]
     assert (tmp_path / "report" / "index.html").is_file()
     assert (tmp_path / "report" / "roc.png").is_file()
+    # Each list of mistakes shows either its mistakes or, with none, the closest calls.
+    for wrong, closest, count in (("false_rejects.png", "closest_good.png", result["fp"]),
+                                  ("escapes.png", "closest_defective.png", result["fn"])):
+        shown = wrong if count else closest
+        assert [(tmp_path / "report" / name).is_file() for name in (wrong, closest)] == [
+            shown == wrong, shown == closest]

@@ -122,6 +122,24 @@ def test_write_report_with_no_false_rejects_says_none(tmp_path: Path) -> None:
     assert "false_rejects.png" not in page
 
 
+def test_a_report_with_none_wrong_shows_the_parts_closest_to_the_threshold(
+        tmp_path: Path) -> None:
+    data = synthetic_set(2)
+    good = data.pop("false_rejects")
+    near = sorted(good, key=lambda e: e.score, reverse=True)
+    index = write_report(tmp_path, title="t", metrics={}, score_low=0.0, score_high=1.0,
+                         false_rejects=[], closest_good=good, **data)
+    page = index.read_text(encoding="utf-8")
+    section = page.split(FALSE_REJECTS_HEADING, 1)[1].split("<h2>", 1)[0]
+    assert ">none<" in section and "Closest to the threshold" in section
+    assert 'src="closest_good.png"' in section
+    assert cv2.imread(str(tmp_path / "closest_good.png")) is not None
+    # highest-scoring good part first
+    assert section.index(f"{near[0].score:.4g}") < section.index(f"{near[1].score:.4g}")
+    # Escapes exist, so the closest defective parts are not shown.
+    assert not (tmp_path / "closest_defective.png").exists()
+
+
 def test_write_report_handles_a_single_class(tmp_path: Path) -> None:
     index = write_report(
         tmp_path,
