@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -20,12 +21,14 @@ from flask import (
     url_for,
 )
 
+from inspector.errors import InspectorError
 from web.api import audit_filter
 from web.auth import ROLES, add_user, login_required
 from web.params import float_arg
 from web.times import local_time
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+logger = logging.getLogger(__name__)
 EFFECT_POINTS = 120  # thresholds on the curve a user moves along
 
 
@@ -64,14 +67,16 @@ def threshold() -> Any:
         return redirect(url_for("admin.home"))
     try:
         previous = live.detector.threshold
-        live.set_threshold(value, g.user["name"]).join(30)
-    except ValueError as exc:
+        edited = live.set_threshold(value, g.user["name"])
+    except (ValueError, InspectorError) as exc:
         flash(f"Threshold not changed: {exc}")
         return redirect(url_for("admin.home"))
     current_app.extensions["store"].audit(
         "threshold", {"model_sha256": live.detector.model.sha256, "previous": previous,
                       "threshold": value}, g.user["name"])
-    flash(f"Threshold set to {value:g} (was {previous:g}); it lasts until restart.")
+    kept = _keep_threshold(edited)
+    flash(f"Threshold set to {value:g} (was {previous:g})"
+          + ("; a restart keeps it." if kept else "; it lasts until restart."))
     return redirect(url_for("admin.home"))
 
 
@@ -113,12 +118,25 @@ def rollback() -> Any:
         flash("No threshold change to undo; model changes are rolled back on the Models page.")
         return redirect(url_for("admin.home"))
     before, restored = live.detector.threshold, live.previous.threshold
+    restored_model = live.previous.model
     live.rollback()
+    _keep_threshold(restored_model)
     current_app.extensions["store"].audit(
         "threshold", {"model_sha256": live.detector.model.sha256, "previous": before,
                       "threshold": restored, "undo": True}, g.user["name"])
     flash(f"Threshold back to {restored:g}; it takes over with the next frame.")
     return redirect(url_for("admin.home"))
+
+
+def _keep_threshold(model: Any) -> bool:
+    """The running threshold made the registry's, so a restart keeps it; False when it
+    cannot be kept (the change still holds until restart, and the log says why)."""
+    try:
+        current_app.extensions["registry"].keep_threshold(model)
+    except (InspectorError, OSError) as exc:
+        logger.error("threshold %.4g not kept for restarts: %s", model.card.threshold.value, exc)
+        return False
+    return True
 
 
 def _threshold_undoable(live: Any) -> bool:

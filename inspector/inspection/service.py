@@ -166,10 +166,11 @@ class InspectionService:
             self._incoming = detector
         return detector
 
-    def set_threshold(self, value: float, user: str | None = None) -> threading.Thread:
-        """Decide with a new threshold from the next batch on (a copy of the model with an
-        edited card; the ONNX bytes and their hash stay the same). Lasts until restart;
-        ``inspector calibrate`` makes a threshold permanent."""
+    def set_threshold(self, value: float, user: str | None = None) -> LoadedModel:
+        """Decide with a new threshold from the next batch on: a copy of the model with an
+        edited card (the ONNX bytes and their hash stay the same), loaded and warmed up
+        before this returns it. The registry keeps it across restarts when told to
+        (``Registry.keep_threshold``); ``inspector calibrate`` sets one from samples."""
         if not value > 0 or value == float("inf"):
             raise ValueError(f"threshold must be a positive number, got {value}")
         current = self.detector
@@ -179,7 +180,9 @@ class InspectionService:
         low = min(card.score_scale.low, value)
         edited = card.model_copy(update={
             "threshold": threshold, "score_scale": ScoreScale(low=low, high=2 * value - low)})
-        return self.swap_model(LoadedModel(edited, current.model.onnx, current.model.path))
+        model = LoadedModel(edited, current.model.onnx, current.model.path)
+        self.use_model(model)
+        return model
 
     def rollback(self) -> bool:
         """Back to the previous model, once (False when none): an undo, not a toggle."""

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from inspector.errors import ModelError, UnknownModel
 from inspector.files import write_atomic
-from inspector.model import LoadedModel, ModelCard, load_model, save_model
+from inspector.model import LoadedModel, ModelCard, load_model, now_iso, save_model
 from inspector.store import Store
 
 logger = logging.getLogger(__name__)
@@ -146,12 +146,14 @@ class Registry:
         existing = {e.sha256: e for e in self.entries()}
         same = existing.get(model.sha256)
         if same is not None and same.folder is not None:
-            if same.card != model.card:  # recalibrated (same bytes): the newer card wins
-                save_model(same.folder, model.card)
-                self.store.register_model(model.sha256, same.name, model.card.model_dump_json(),
-                                          active=False)
-                logger.info("model %s: card updated (threshold %.4g)", same.name,
-                            model.card.threshold.value)
+            card = model.card
+            if same.card.threshold.chosen_at > card.threshold.chosen_at:
+                # A threshold set on this box since (the admin page) outlives the older card
+                # a restart brings from the config's folder; a newer calibration replaces it.
+                card = card.model_copy(update={"threshold": same.card.threshold,
+                                               "score_scale": same.card.score_scale})
+            if same.card != card:  # recalibrated (same bytes): the newer card wins
+                self._replace_card(same, card)
                 return self.get(same.name)
             return same
         if name is None:
@@ -176,6 +178,23 @@ class Registry:
                                   active=False, folder=relative, origin=origin or {})
         logger.info("model %s (%s…) kept in %s", name, model.sha256[:12], target)
         return self.get(name)
+
+    def keep_threshold(self, model: LoadedModel) -> Entry:
+        """Make ``model``'s card (a threshold just set or restored on the running box) the
+        kept card of its bytes, stamped now, so a restart starts with this threshold."""
+        card = model.card.model_copy(update={"threshold": model.card.threshold.model_copy(
+            update={"chosen_at": now_iso()})})
+        entry = self.add(LoadedModel(card, model.onnx, model.path))
+        if entry.card != card:  # kept with a newer threshold within the same second
+            self._replace_card(entry, card)
+        return self.get(entry.name)
+
+    def _replace_card(self, entry: Entry, card: ModelCard) -> None:
+        assert entry.folder is not None
+        save_model(entry.folder, card)
+        self.store.register_model(entry.sha256, entry.name, card.model_dump_json(),
+                                  active=False)
+        logger.info("model %s: card updated (threshold %.4g)", entry.name, card.threshold.value)
 
     def check_new_name(self, name: Any) -> str:
         """``name`` when a new model may be kept under it: ``ValueError`` when it is no
@@ -243,7 +262,9 @@ class Registry:
                       ) -> tuple[LoadedModel, str]:
         """The model a run starts with, and why. The configured model is kept in the registry;
         the active one wins unless the configured model changed since the last start."""
-        self.add(configured, origin={"kind": "config", "path": config_path})
+        kept = self.add(configured, origin={"kind": "config", "path": config_path})
+        # The kept card: the config's, unless a threshold was set here since (``add``).
+        configured = LoadedModel(kept.card, configured.onnx, configured.path)
         starts = [a for a in self.store.activations(1000) if a["action"] == "start"]
         last_configured = starts[0]["detail"].get("configured") if starts else None
         active = self.active_sha()

@@ -441,7 +441,7 @@ def test_a_new_threshold_takes_over_between_frames_and_can_be_rolled_back(
 ) -> None:
     svc, sender, collect, _ = service
     old = svc.detector.threshold
-    svc.set_threshold(old * 100, user="admin").join()
+    svc.set_threshold(old * 100, user="admin")
     sender.send(_part(0, "crack"), "cam1", 1, time.time_ns())
     (record,) = collect.wait(1)
     assert record.threshold == pytest.approx(old * 100) and record.verdict == "pass"

@@ -67,6 +67,29 @@ def test_a_recalibrated_model_replaces_its_kept_card(registry: Registry, tiny: L
     assert model.card.threshold.value == 42.0
 
 
+def test_a_threshold_set_on_the_box_outlives_a_restart_until_a_newer_calibration(
+        registry: Registry, tiny: LoadedModel) -> None:
+    def with_threshold(value: float, chosen_at: str) -> LoadedModel:
+        card = tiny.card.model_copy(update={"threshold": tiny.card.threshold.model_copy(
+            update={"value": value, "chosen_at": chosen_at})})
+        return LoadedModel(card, tiny.onnx, tiny.path)
+
+    configured = with_threshold(1.0, "2026-01-01T00:00:00+00:00")
+    registry.startup_model(configured)
+    kept = registry.keep_threshold(with_threshold(7.5, "2026-01-01T00:00:00+00:00"))
+    assert kept.card.threshold.value == 7.5 and kept.card.threshold.chosen_at > "2026-01-02"
+    model, _ = registry.startup_model(configured)  # a restart with the config's older card
+    assert model.card.threshold.value == 7.5
+    assert registry.load(tiny.sha256).card.threshold.value == 7.5
+    # Restored (the admin's undo): kept too, though the restored card is the older one.
+    registry.keep_threshold(configured)
+    assert registry.startup_model(configured)[0].card.threshold.value == 1.0
+    registry.keep_threshold(with_threshold(7.5, "2026-01-01T00:00:00+00:00"))
+    # `inspector calibrate` later writes a newer card into the config's folder: it wins.
+    recalibrated = with_threshold(3.0, "2099-01-01T00:00:00+00:00")
+    assert registry.startup_model(recalibrated)[0].card.threshold.value == 3.0
+
+
 def test_names_are_unique_and_checked(registry: Registry, tiny: LoadedModel) -> None:
     registry.add(tiny, "line-a")
     with pytest.raises(ModelError, match="already kept"):

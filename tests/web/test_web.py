@@ -213,6 +213,12 @@ def test_live_view_streams_jpeg_frames_and_is_absent_without_a_pipeline(
     assert client.get("/live/nope.mjpg").status_code == 404
 
 
+def app_registry(store):
+    from inspector.loop import Registry
+
+    return Registry(store)
+
+
 def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
     tmp_path: Path,
 ) -> None:
@@ -235,6 +241,9 @@ def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
         assert response.status_code == 302
         service._take_incoming()  # what the inspection loop does before its next batch
         assert service.detector.threshold == 9.5
+        assert "a restart keeps it" in client.get("/admin/").text
+        kept = app_registry(store).get(service.detector.model.sha256).card.threshold
+        assert (kept.value, kept.method, kept.detail["set_by"]) == (9.5, "manual", "admin")
         entry = store.audit_log(1)[0]
         assert entry["action"] == "threshold" and entry["user"] == "admin"
         assert entry["detail"]["previous"] == old and entry["detail"]["threshold"] == 9.5
@@ -257,6 +266,9 @@ def test_admin_changes_the_threshold_of_the_running_model_and_it_is_audited(
         assert undo["action"] == "threshold" and undo["detail"]["undo"] is True
         assert undo["detail"]["threshold"] == old
         assert "Undo the threshold change" not in client.get("/admin/").text  # once only
+        # Each change was kept for restarts: the registry's card says what runs now.
+        kept = app_registry(store).get(service.detector.model.sha256)
+        assert kept.card.threshold.value == old
         qa = create_app(config, store, service).test_client()
         login(qa, "qa")
         assert qa.post("/admin/threshold", data={"threshold": "1",
