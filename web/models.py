@@ -10,6 +10,7 @@ frames; with the UI alone it is the model the next run starts with.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -47,6 +48,10 @@ from web.params import json_object, number
 from web.times import local_time
 
 MAX_SINCE_HOURS = 24 * 366 * 10.0  # ten years: "all the history", still a finite time
+# Labeled parts, not used in a candidate's fit, below which its shadow figures are too few
+# to judge it by: one false reject in 20 good parts is already 5%.
+FRESH_GOOD = 20
+FRESH_DEFECT = 5
 
 bp = Blueprint("models", __name__)
 
@@ -231,7 +236,22 @@ def shadow_page(name: str) -> Any:
     return render_template("shadow.html", entry=_entry_json(entry), report=report,
                            curve=_few(report["curve"], report["after"]["threshold"]),
                            changed=changed, at=_time(report["at_ns"]),
-                           may_promote=_may_promote())
+                           may_promote=_may_promote(), fresh=_fresh_labels(entry, report))
+
+
+def _fresh_labels(entry: Entry, report: dict[str, Any]) -> dict[str, Any] | None:
+    """How few labeled parts judged the candidate, when too few to trust its figures, and
+    where QA labels more: the parts inspected since the candidate was made, unlabeled. A
+    refit learns from every labeled-good frame, and those are left out of its shadow run."""
+    confusion = report["after"]["confusion"]
+    good = confusion["true_passes"] + confusion["false_rejects"]
+    defect = confusion["true_rejects"] + confusion["escapes"]
+    if good >= FRESH_GOOD and defect >= FRESH_DEFECT:
+        return None
+    hours = max(1, math.ceil((time.time_ns() - entry.added_ns) / 3.6e12))
+    return {"good": good, "defect": defect, "excluded": report.get("excluded_training", 0),
+            "need_good": FRESH_GOOD, "need_defect": FRESH_DEFECT,
+            "url": url_for("review.grid", label="none", since_hours=hours)}
 
 
 @bp.get("/models/<name>/promote")

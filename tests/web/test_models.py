@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,8 +245,29 @@ def test_a_refit_and_a_shadow_run_from_the_page_s_api(labeled) -> None:
     assert report["before"]["sha256"] == boxed_sha(app)
     page = qa.get("/models/refit-1/shadow").get_data(as_text=True)
     assert "would change" in page and "false rejects" in page
+    # Every labeled-good frame went into the fit: the page asks for fresh labels.
+    assert "Too few labeled parts to judge" in page
+    assert f"0 good and 2 defective parts it was\nnot fitted on ({MIN_REFIT_SAMPLES} it was" in page
+    link = re.search(r'href="([^"]+)">Label parts inspected since it was made', page).group(1)
+    assert link.startswith("/review/?") and "label=none" in link and "since_hours=1" in link
+    assert qa.get(link.replace("&amp;", "&")).status_code == 200
     assert "false rejects" in qa.get("/models").get_data(as_text=True)
     assert "what it would change" not in qa.get("/models/refit-1/promote").get_data(as_text=True)
+
+
+def test_enough_fresh_labels_ask_for_no_more(labeled) -> None:
+    from web.models import FRESH_DEFECT, FRESH_GOOD, _fresh_labels
+
+    app, _ = labeled
+    entry = app.extensions["registry"].entries()[0]
+    confusion = {"true_passes": FRESH_GOOD - 3, "false_rejects": 3, "true_rejects": FRESH_DEFECT,
+                 "escapes": 0}
+    with app.test_request_context():
+        assert _fresh_labels(entry, {"after": {"confusion": confusion}}) is None
+        fewer = {**confusion, "escapes": 0, "true_rejects": FRESH_DEFECT - 1}
+        asked = _fresh_labels(entry, {"after": {"confusion": fewer}})
+    assert asked is not None and (asked["good"], asked["defect"]) == (FRESH_GOOD,
+                                                                      FRESH_DEFECT - 1)
 
 
 def boxed_sha(app: Flask) -> str:
