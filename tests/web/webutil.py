@@ -122,3 +122,39 @@ def can_bind(address: str) -> bool:
         except OSError:
             return False
     return True
+
+
+def live_document(camera: str, seq: int, verdict: str, score: float | None,
+                  threshold: float = 1.0, error: str | None = None) -> dict:
+    """A result document as the inspection service hands the preview (the fields the live
+    page reads)."""
+    now = time.time_ns()
+    return {"camera": camera, "seq": seq, "part_id": f"p{seq}", "verdict": verdict,
+            "reject": verdict != "pass", "score": score, "threshold": threshold,
+            "captured_ns": now - 5_000_000, "inspected_ns": now, "error": error}
+
+
+class FakeLiveCameras(FakeLive):
+    """``FakeLive`` with the given cameras, each showing a 64x64 frame and the result
+    ``(verdict, score)``; ``show`` puts a new result up, as the running service does."""
+
+    def __init__(self, results: dict[str, tuple[str, float | None]]) -> None:
+        from inspector.inspection import Preview
+
+        super().__init__()
+        self.preview = Preview()
+        self.seq = 0
+        for camera, (verdict, score) in results.items():
+            self.show(camera, verdict, score)
+
+    def show(self, camera: str, verdict: str, score: float | None,
+             error: str | None = None) -> None:
+        self.seq += 1
+        frame = np.full((64, 64, 3), 60 + (10 * self.seq) % 150, np.uint8)
+        heat = np.zeros((64, 64), np.float32)
+        heat[16:32, 16:32] = score or 0.0
+        self.preview.update(camera, frame, heat,
+                            live_document(camera, self.seq, verdict, score, error=error))
+
+    def accounting(self) -> dict:
+        return {camera: {"received": 1, "inspected": 1} for camera in self.preview.cameras()}
