@@ -304,7 +304,8 @@ class ModelConfig(_Strict):
     # Threads inside one model run; 0: the CPU's cores shared out among the inspection
     # workers (all of them with one worker)
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
-    providers: list[str] = ["auto"]  # "auto" picks CUDA, TensorRT, OpenVINO, else CPU
+    # "auto": TensorRT or CUDA when present, else the CPU; "openvino" only when named
+    providers: list[str] = ["auto"]
 
     @field_validator("path")
     @classmethod

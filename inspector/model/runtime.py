@@ -14,11 +14,13 @@ from inspector.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
-# Preference order for "auto": accelerators first, the CPU always last.
+# Preference order for "auto": GPUs first, the CPU always last. OpenVINO is used only
+# when named ("openvino"): on the CPU it was measured slower than ONNX Runtime's own
+# provider on the same model (1.5x the latency with 2 threads, a quarter of the
+# throughput with 2 workers; benchmarks/bench_providers.py, docs/benchmarks.md).
 AUTO_ORDER = (
     "TensorrtExecutionProvider",
     "CUDAExecutionProvider",
-    "OpenVINOExecutionProvider",
     "CPUExecutionProvider",
 )
 _SHORT_NAMES = {
