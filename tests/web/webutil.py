@@ -76,6 +76,8 @@ class FakeLive:
         from inspector.model.detector import Detector
 
         self.detector = Detector.open(DEMO_MODEL, providers=("cpu",))
+        self.previous = None  # no threshold change to undo
+        self.live_shadow = None
         self.preview = Preview()
         frame = np.full((64, 64, 3), 120, np.uint8)
         self.preview.update("cam1", frame, np.ones((64, 64), np.float32), {"seq": 1})
