@@ -211,3 +211,51 @@ def test_a_panel_tile_holds_a_reject_and_counts_recent_rejects(page, server) -> 
     expect(tile).to_have_attribute("data-verdict", "pass")
     expect(tile.locator(".held-note")).to_have_text("")
     expect(tile.locator(".rate")).to_have_text("3 rejects in last 120 parts")
+
+
+def test_an_operator_works_the_whole_shift_by_touch_alone(page, server, live) -> None:
+    """Sign in, override a reject, undo the mis-tap, confirm a defect, look at the live
+    view with one camera's heatmap, and read the statistics: every step a tap on a
+    finger-sized target (typing only on the sign-in form, as on the panel's on-screen
+    keyboard); no hover, no key press."""
+    store = server.app.extensions["store"]
+    page.goto(server.url + "login")
+    page.fill("input[name=username]", "operator")
+    page.fill("input[name=password]", PASSWORDS["operator"])
+    page.locator("button[type=submit]").tap()
+    page.wait_for_url("**/panel")
+
+    def tap(locator: object) -> None:
+        box = locator.bounding_box()
+        assert box["height"] >= 44 and box["width"] >= 44, box  # a gloved finger's size
+        locator.tap()
+
+    cards = page.locator(".reject-card")
+    cards.first.wait_for()
+    first = int(cards.first.get_attribute("data-id"))
+    tap(cards.first.get_by_role("button", name="Override to good"))
+    expect(page.locator(f'.reject-card[data-id="{first}"]')).to_have_count(0)
+    tap(page.locator("#undo").get_by_role("button", name="Undo"))
+    expect(page.locator(f'.reject-card[data-id="{first}"]')).to_have_count(1)
+    assert store.get(first)["label"] is None
+    tap(page.locator(f'.reject-card[data-id="{first}"]').get_by_role(
+        "button", name="Confirm defect"))
+    expect(page.locator(f'.reject-card[data-id="{first}"]')).to_have_count(0)
+    assert store.get(first)["label"] == "defect"
+
+    tap(page.get_by_role("link", name="Live"))
+    page.wait_for_url("**/live")
+    toggle = page.locator('figure[data-camera="cam2"] .heat-toggle')
+    tap(toggle)
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    expect(page.locator('figure[data-camera="cam1"] .heat-toggle')).to_have_attribute(
+        "aria-pressed", "false")
+    tap(page.get_by_role("link", name="Statistics"))
+    page.wait_for_url("**/stats")
+    tap(page.get_by_role("link", name="Panel"))
+    page.wait_for_url("**/panel")
+    # Nothing on the operator's pages depends on a hover state to be found or used.
+    hover_rules = page.evaluate("""() => [...document.styleSheets].flatMap(sheet => {
+        try { return [...sheet.cssRules].map(r => r.cssText); } catch { return []; }
+      }).filter(text => text.includes(':hover'))""")
+    assert hover_rules == []
