@@ -301,3 +301,20 @@ def test_a_region_is_drawn_zoomed_labeled_and_exported(page, server) -> None:
     mask = np.array(Image.open(io.BytesIO(archive.read(row["mask"]))))
     assert mask.shape == (height, width)
     assert (mask == 255).sum() == first["w"] * first["h"] + second["w"] * second["h"]
+
+
+@pytest.mark.parametrize(("role", "path", "status", "says"), [
+    ("operator", "admin/", 403, "Forbidden"),
+    ("qa", "review/999999", 404, "Not Found"),
+    ("qa", "review/?verdict=bogus", 400, "verdict must be one of"),
+])
+def test_refusals_are_styled_pages_with_the_menu(page, server, role, path, status,
+                                                 says) -> None:
+    sign_in(page, server, role)
+    response = page.goto(server.url + path)
+    assert response.status == status
+    sync_api.expect(page.locator("main")).to_contain_text(says)
+    # The site's own page: its stylesheet, its menu, a way back.
+    sync_api.expect(page.locator("body")).to_have_css("background-color", "rgb(16, 20, 24)")
+    sync_api.expect(page.locator(".bar nav a").first).to_be_visible()
+    sync_api.expect(page.get_by_role("button", name="Sign out")).to_be_visible()
