@@ -13,6 +13,14 @@ from web import create_app
 from .webutil import filled_store, web_config
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """A headless chromium per test module (skips where none is installed)."""
+    from .browserutil import launched
+
+    yield from launched()
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     store = filled_store(tmp_path / "store")

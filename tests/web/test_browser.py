@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,23 +17,12 @@ from inspector.store import SearchFilters
 from tests.conftest import REPO_ROOT
 from web.server import WebServer
 
+from .browserutil import sign_in as signed_in
+from .browserutil import sync_api
 from .webutil import PASSWORDS, filled_store, record, web_config
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM}", allow_module_level=True)
 
 ARTIFACTS = REPO_ROOT / "artifacts"
 VIEWPORT = {"width": 1280, "height": 800}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -57,11 +45,7 @@ def page(browser: object) -> Iterator[object]:
 
 
 def sign_in(page: object, server: WebServer, role: str) -> None:
-    page.goto(server.url + "login")
-    page.fill("input[name=username]", role)
-    page.fill("input[name=password]", PASSWORDS[role])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    signed_in(page, server.url, role, PASSWORDS[role])
 
 
 @pytest.mark.parametrize(("role", "landing"), [("operator", "/panel"), ("qa", "/review/"),

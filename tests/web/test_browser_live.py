@@ -10,9 +10,7 @@ for a poll interval or depends on how fast this machine is.
 from __future__ import annotations
 
 import datetime
-import shutil
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,24 +19,20 @@ import pytest
 from web.live import MAX_STREAMS, STILL_REFRESH_S, STREAM_RETRY_S
 from web.server import WebServer
 
-from .webutil import PASSWORDS, FakeLiveCameras, HttpBrowser, filled_store, record, web_config
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM}", allow_module_level=True)
-expect = sync_api.expect
+from .browserutil import expect
+from .browserutil import sign_in as signed_in
+from .webutil import (
+    PASSWORDS,
+    FakeLiveCameras,
+    HttpBrowser,
+    filled_store,
+    record,
+    wait_for,
+    web_config,
+)
 
 PANEL_10IN = {"width": 1024, "height": 600}
 TOUCH_PX = 48  # the smallest target asked of the live page's controls
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -72,20 +66,9 @@ def page(browser: object) -> Iterator[object]:
 
 
 def sign_in(page: object, server: WebServer, role: str = "operator") -> None:
-    page.goto(server.url + "login")
-    page.fill("input[name=username]", role)
-    page.fill("input[name=password]", PASSWORDS[role])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    signed_in(page, server.url, role, PASSWORDS[role])
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_each_camera_shows_its_verdict_and_score_in_words_and_colour(page, server, live):

@@ -20,7 +20,6 @@ import dataclasses
 import io
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -39,13 +38,8 @@ from tests.conftest import SIZE
 from web.auth import add_user
 from web.server import WebServer
 
+from .browserutil import expect
 from .webutil import PASSWORDS, record, web_config
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM}", allow_module_level=True)
-expect = sync_api.expect
 
 pytestmark = pytest.mark.timeout(120)  # a hung page fails the test; no single wait is longer
 VIEWPORT = {"width": 1280, "height": 800}
@@ -124,14 +118,6 @@ class Box:
     labeled: list[int]  # labeled before the browser comes: good ones, then defects
     to_label: int  # a good part, unlabeled, that QA labels on the review page
     fresh: list[int]  # good parts inspected after the refit's: labeled before the shadow run
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 def _scored(seq: int, image, detector: Detector, part_id: str):

@@ -12,7 +12,6 @@ import os
 import socket
 import stat
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from .webutil import (
     filled_store,
     record,
     sign_in,
+    wait_for,
     web_config,
 )
 
@@ -54,13 +54,6 @@ def server(tmp_path: Path) -> Iterator[WebServer]:
     store.close()
 
 
-def _wait_for(condition: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # --- live streams -------------------------------------------------------------------
@@ -118,9 +111,9 @@ def test_viewers_that_disconnect_free_their_slots(server: WebServer) -> None:
     # The camera's frame never changes: before, a stream that had sent its frame slept
     # forever, never noticed the viewer leave, and kept its slot until restart.
     for attempt in range(MAX_STREAMS + 2):
-        assert _wait_for(watch_and_leave), f"viewer {attempt + 1} was refused"
+        assert wait_for(watch_and_leave), f"viewer {attempt + 1} was refused"
     browser.close()
-    assert _wait_for(lambda: server.app.extensions["live_slots"].active == 0)
+    assert wait_for(lambda: server.app.extensions["live_slots"].active == 0)
 
 
 # --- connections and bodies ------------------------------------------------------------

@@ -9,7 +9,6 @@ With ``SCREENSHOTS_DIR`` set, each page's screenshot at each size lands there:
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +16,8 @@ import pytest
 
 from web.server import WebServer
 
+from .browserutil import sign_in
 from .webutil import PASSWORDS, FakeLiveCameras, filled_store, web_config
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM}", allow_module_level=True)
 
 SIZES = {"panel-10in": (1024, 600), "desk": (1280, 800), "monitor": (1920, 1080)}
 PAGES = {  # role: pages it works on
@@ -41,28 +36,21 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     live = FakeLiveCameras({"cam1": ("pass", 0.42), "cam2": ("reject", 1.7)})
     web = WebServer(web_config(root, host="127.0.0.1"), store, live)
     web.start()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        web.browser = browser
-        yield web
-        browser.close()
+    yield web
     web.close()
     store.close()
 
 
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("role", list(PAGES))
-def test_pages_fit_the_screen_without_sideways_scrolling(box, role: str, size: str) -> None:
+def test_pages_fit_the_screen_without_sideways_scrolling(browser, box, role: str,
+                                                         size: str) -> None:
     width, height = SIZES[size]
-    context = box.browser.new_context(viewport={"width": width, "height": height})
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(15_000)
     try:
-        page.goto(box.url + "login")
-        page.fill("input[name=username]", role)
-        page.fill("input[name=password]", PASSWORDS[role])
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
+        sign_in(page, box.url, role, PASSWORDS[role])
         for path in PAGES[role]:
             assert page.goto(box.url + path).status == 200, path
             if path == "live":  # its streams never let the network go idle

@@ -6,6 +6,7 @@ import http.client
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -160,3 +161,13 @@ class FakeLiveCameras(FakeLive):
 
     def accounting(self) -> dict:
         return {camera: {"received": 1, "inspected": 1} for camera in self.preview.cameras()}
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
