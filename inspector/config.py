@@ -371,6 +371,14 @@ class StorageConfig(_Strict):
     # Kept frames: "png" keeps them as the line saw them, for refits and shadow runs;
     # "jpeg" is smaller and faster to write but moves scores a little (docs/closed-loop.md).
     frame_format: Literal["png", "jpeg"] = "png"
+    # Below this much free space no image is written (verdicts still are) and retention runs
+    # at once; the reserve is a file deleted to give SQLite room when the disk fills.
+    min_free_mb: Annotated[float, Field(ge=0)] = 64.0
+    reserve_mb: Annotated[float, Field(ge=0)] = 16.0
+    # Verdicts waiting for the recorder (beyond: dropped and counted), and how many of them
+    # may still hold pictures (beyond: written without them, counted as shed).
+    recorder_queue: Annotated[int, Field(ge=1)] = 10_000
+    recorder_image_queue: Annotated[int, Field(ge=1)] = 32
 
     _resolve = field_validator("root")(_path_field(_writable_folder))
 

@@ -101,6 +101,8 @@ def test_empty_config_gives_defaults() -> None:
         ({"inspection": {"workers": "many"}}, "inspection.workers", "'auto' or a number"),
         ({"inspection": {"workers": True}}, "inspection.workers", "'auto' or a number"),
         ({"storage": {"root": 5}}, "storage.root", "path"),
+        ({"storage": {"min_free_mb": -1}}, "storage.min_free_mb", "greater than or equal to 0"),
+        ({"storage": {"recorder_queue": 0}}, "storage.recorder_queue", "greater than or equal"),
         ({"web": {"port": 70000}}, "web.port", "65535"),
         ({"logging": {"level": "LOUD"}}, "logging.level", "'DEBUG'"),
         ({"telemetry": {}}, "telemetry", "unknown key"),

@@ -63,12 +63,16 @@ def run_pipeline(
     problems = check_runnable(config)  # the same checks as check-config, for every caller
     if problems:
         raise ConfigError(problems)
-    store = Store(config.storage.root, frame_format=config.storage.frame_format)
+    storage = config.storage
+    store = Store(storage.root, min_free_bytes=int(storage.min_free_mb * 2**20),
+                  reserve_bytes=int(storage.reserve_mb * 2**20),
+                  frame_format=storage.frame_format)
     model, why = Registry(store).startup_model(load_model(config.model.path),
                                                str(config.model.path))
     logger.info("starting with model %s (%s…): %s", model.card.name, model.sha256[:12], why)
     detector = load_detector(config, model)
-    recorder = Recorder(store, retention_policy(config.storage))
+    recorder = Recorder(store, retention_policy(storage), max_pending=storage.recorder_queue,
+                        max_pending_images=storage.recorder_image_queue)
     context = zmq.Context()
     service = InspectionService(config, detector, context, sinks=[recorder.submit])
     group = CaptureGroup(config.cameras, config.bus.frames, stop_event, context,

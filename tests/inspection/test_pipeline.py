@@ -320,6 +320,53 @@ def test_run_pipeline_closes_the_store_only_after_the_recorder_wrote_everything(
     assert stored == totals["syn"]["received"] > 10
 
 
+def test_the_storage_bounds_come_from_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``storage.min_free_mb`` above the disk's free space: every verdict is stored, none
+    with images; the recorder's queue bounds are the config's."""
+    from inspector.store import Recorder
+
+    made: list[Recorder] = []
+
+    class SeenRecorder(Recorder):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr("inspector.inspection.pipeline.Recorder", SeenRecorder)
+    config = _config(
+        tmp_path, "inproc://bounds-frames", "inproc://bounds-results",
+        cameras=[{"id": "syn", "type": "synthetic", "seed": 7, "defect_rate": 0.5, "fps": 20}],
+        storage={"root": str(tmp_path / "store"), "pass_sample_rate": 1.0,
+                 "min_free_mb": 2.0**40, "reserve_mb": 0, "recorder_queue": 500,
+                 "recorder_image_queue": 4},
+    )
+    with open(tmp_path / "out.txt", "w") as out:
+        totals = run_pipeline(config, threading.Event(), out, duration_s=2.0, interval_s=1.0)
+    [recorder] = made
+    assert (recorder.max_pending, recorder.max_pending_images) == (500, 4)
+    with sqlite3.connect(tmp_path / "store" / "inspections.db") as db:
+        rows = db.execute("SELECT image_path FROM inspections").fetchall()
+    assert len(rows) == totals["syn"]["received"] > 5
+    assert all(path is None for (path,) in rows)  # below the floor: verdicts, no images
+    assert not (tmp_path / "store" / "disk-reserve").exists()  # a reserve of 0 bytes
+
+
+def test_the_storage_defaults_are_the_stores() -> None:
+    from inspector.config import StorageConfig
+    from inspector.store import Recorder, store
+
+    defaults = StorageConfig()
+    assert defaults.min_free_mb * 2**20 == store.DEFAULT_MIN_FREE_BYTES
+    assert defaults.reserve_mb * 2**20 == store.DEFAULT_RESERVE_BYTES
+    init = Recorder.__init__.__defaults__
+    names = Recorder.__init__.__code__.co_varnames[1:Recorder.__init__.__code__.co_argcount]
+    given = dict(zip(names[-len(init):], init, strict=True))
+    assert (given["max_pending"], given["max_pending_images"]) == (
+        defaults.recorder_queue, defaults.recorder_image_queue)
+
+
 def _write_run_config(tmp_path: Path) -> Path:
     path = tmp_path / "run.toml"
     path.write_text(f"""
