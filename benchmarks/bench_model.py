@@ -8,10 +8,12 @@ interleaved round by round so machine noise hits all alike:
 - backbone: the exported backbone alone on a ready float32 tensor of the model input's size
 - model: the fitted graph on a uint8 frame of that size (preprocessing,
   backbone, projection, nearest-neighbour search, smoothing, score);
-- model int8: the same with the backbone quantized.
+- model int8: the same with the backbone quantized;
+- model variant (with ``--option``): a second fit with those options, timed beside them.
 
     python benchmarks/bench_model.py                       # ../shared/datasets/mvtec_bottle_512
     python benchmarks/bench_model.py --data sample_images  # anywhere
+    python benchmarks/bench_model.py --backbones efficientnet_lite0 --option search_block=2
 """
 
 from __future__ import annotations
@@ -63,8 +65,12 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "efficientnet_lite0"])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fit a variant with these FitOptions and time it beside them")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    variant = {key: json.loads(value) for key, _, value in
+               (text.partition("=") for text in args.option)}
 
     paths = list_images(args.data / "train" / "good")
     frame = np.ascontiguousarray(read_image(paths[0]))
@@ -85,6 +91,10 @@ def main() -> None:
                 "model int8": (session(load_model(Path(tmp) / f"{name}-int8").onnx,
                                        args.threads), {"image": small}),
             }
+            if variant:
+                other = fit(paths, Path(tmp) / f"{name}-variant",
+                            FitOptions(backbone=name, threads=args.threads, **variant))
+                runs["model variant"] = (session(other.onnx, args.threads), {"image": small})
             ms = interleaved(runs, args.rounds)
             rows.append({
                 "backbone": name, "train_images": len(paths),
@@ -93,6 +103,8 @@ def main() -> None:
                 "fit_s": round(fit_seconds, 1), **{f"{k} ms": round(v, 2) for k, v in ms.items()},
                 "model/backbone": round(ms["model"] / ms["backbone"], 2),
                 "int8/backbone": round(ms["model int8"] / ms["backbone"], 2),
+                **({"variant/backbone": round(ms["model variant"] / ms["backbone"], 2)}
+                   if variant else {}),
             })
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")

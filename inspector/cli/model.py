@@ -10,8 +10,8 @@ from typing import Any
 
 # The ``inspector fit`` options that are ``FitOptions`` fields of the same name.
 _FIT_OPTIONS = ("backbone", "method", "size", "keep_aspect", "seed", "coreset_ratio",
-                "max_bank", "dims", "search_dims", "candidates", "top_fraction", "auto", "tile",
-                "tile_overlap", "name")
+                "max_bank", "dims", "search_dims", "candidates", "search_block", "top_fraction",
+                "auto", "tile", "tile_overlap", "name")
 
 
 class _FitDefault:
@@ -56,6 +56,8 @@ def add_model_commands(commands: Any) -> None:
                      help="nearest-neighbour search on this many leading dims, then exact")
     fit.add_argument("--candidates", type=int, default=defaults.candidates,
                      help="entries per patch whose exact distance is measured")
+    fit.add_argument("--search-block", type=int, default=defaults.search_block,
+                     help="search candidates once per block of this many patches a side")
     fit.add_argument("--top-fraction", type=float, default=defaults.top_fraction,
                      help="image score: mean of this share of the highest map pixels "
                      "(default: chosen on synthetic defects)")

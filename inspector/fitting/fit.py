@@ -75,6 +75,7 @@ class FitOptions:
     dims: int = 256  # projected feature size: the space distances are measured in
     search_dims: int | None = 64  # nearest-neighbour search on this many leading dims,
     candidates: int = 8  # then exact distances over all ``dims`` for this many candidates
+    search_block: int = 1  # candidates searched once per block of this many patches a side
     coreset_ratio: float = 0.1
     max_bank: int = 4096
     sigma: float = 4.0
@@ -99,8 +100,10 @@ class FitOptions:
             problems.append(f"size must be a multiple of 16 in 32..2048, got {self.size}")
         if not 0 < self.coreset_ratio <= 1:
             problems.append(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
-        if self.dims < 1 or self.max_bank < 1 or self.batch < 1 or self.candidates < 1:
-            problems.append("dims, max_bank, batch and candidates must be positive")
+        if (self.dims < 1 or self.max_bank < 1 or self.batch < 1 or self.candidates < 1
+                or self.search_block < 1):
+            problems.append("dims, max_bank, batch, candidates and search_block must be "
+                            "positive")
         if self.search_dims is not None and self.search_dims < 1:
             problems.append(f"search_dims must be positive, got {self.search_dims}")
         if not 0 <= self.holdout < 1:
@@ -180,7 +183,7 @@ def fit(
         bank = patches[chosen]
         hyper["bank_size"] = len(bank)
         scoring = {"bank": bank, "search_dims": options.search_dims,
-                   "candidates": options.candidates}
+                   "candidates": options.candidates, "search_block": options.search_block}
     else:
         scoring = {"gaussian": location_gaussians(maps)}
     timings["bank"] = time.perf_counter() - t0

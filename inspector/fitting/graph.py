@@ -165,7 +165,8 @@ def _features(b: _Builder, backbone: Backbone, spec: FeatureSpec,
 
 
 def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, int],
-                      search_dims: int | None = None, candidates: int = 8) -> str:
+                      search_dims: int | None = None, candidates: int = 8,
+                      search_block: int = 1) -> str:
     """Euclidean distance of each patch to its nearest bank entry: (N, 1, g, g).
 
     ``|q - m|^2 = |q|^2 - 2 q.m + |m|^2``. Each patch gets a trailing 1 and each bank
@@ -180,6 +181,11 @@ def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, in
     still count in the score. The candidates are the nearest entry in each of
     ``candidates`` equal, randomly drawn parts of the bank: one ArgMin over the parts costs
     a quarter of a TopK over the whole bank, and the nearest entry overall is always one.
+
+    With ``search_block`` k > 1 (two-stage only, on a grid divisible by k), the candidates
+    are searched once per k x k block of patches, for the block's mean, and each patch of
+    the block measures its exact distance to those: the search's cost falls k² times, and
+    a patch's distance is exact to the nearest of its block's candidates.
     """
     bank = bank.astype(np.float32)
     dims = bank.shape[1]
@@ -195,9 +201,15 @@ def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, in
         order = np.random.default_rng(0).permutation(len(bank))
         bank = bank[np.resize(order, parts * part)]
     search = bank[:, :search_dims] if two_stage else bank
+    block = search_block if two_stage and grid[0] % search_block == 0 and \
+        grid[1] % search_block == 0 else 1
     queries = patches
+    if block > 1:  # one query per block: the mean of its patches
+        pooled = b.op("AveragePool", [x], kernel_shape=[block, block], strides=[block, block])
+        pooled = b.op("Reshape", [pooled, b.const(np.array([0, dims, -1], np.int64))])
+        queries = b.op("Transpose", [pooled], perm=[0, 2, 1])  # (N, Q, D)
     if two_stage:
-        queries = b.op("Slice", [patches, b.const(np.array([0], np.int64)),
+        queries = b.op("Slice", [queries, b.const(np.array([0], np.int64)),
                                  b.const(np.array([search_dims], np.int64)), last])
     extended = b.op("Pad", [queries, b.const(np.array([0, 0, 0, 0, 0, 1], np.int64)),
                             b.const(np.array(1.0, np.float32))], mode="constant")
@@ -208,16 +220,38 @@ def _nearest_distance(b: _Builder, x: str, bank: np.ndarray, grid: tuple[int, in
         nearest_in_part = b.op("ArgMin", [split], axis=-1, keepdims=0)  # (N, P, K)
         index = b.op("Add", [nearest_in_part, b.const(np.arange(parts, dtype=np.int64) * part)],
                      hint="candidates")
-        gathered = b.op("Gather", [b.const(bank), index], axis=0)  # (N, P, K, D)
-        query = b.op("Unsqueeze", [patches, b.const(np.array([2], np.int64))])
-        squared = b.op("ReduceSumSquare", [b.op("Sub", [gathered, query]), last], keepdims=0)
-        squared = b.op("ReduceMin", [squared, last], keepdims=0)  # (N, P)
+        gathered = b.op("Gather", [b.const(bank), index], axis=0)  # (N, Q, K, D)
+        if block == 1:
+            query = b.op("Unsqueeze", [patches, b.const(np.array([2], np.int64))])
+            squared = b.op("ReduceSumSquare", [b.op("Sub", [gathered, query]), last],
+                           keepdims=0)
+            squared = b.op("ReduceMin", [squared, last], keepdims=0)  # (N, P)
+        else:
+            squared = _block_distances(b, x, gathered, grid, block, dims)
     else:
         nearest = b.op("ReduceMin", [cross, last], keepdims=0)
         squared = b.op("Add", [nearest, b.op("ReduceSumSquare", [patches, last], keepdims=0)])
     distance = b.op("Sqrt", [b.op("Relu", [squared])])
     return b.op("Reshape", [distance, b.const(np.array([-1, 1, *grid], np.int64))],
                 hint="patch_distance")
+
+
+def _block_distances(b: _Builder, x: str, gathered: str, grid: tuple[int, int], block: int,
+                     dims: int) -> str:
+    """Squared distance of each patch to the nearest of its block's candidates, (N, P) in
+    the grid's row-major order; ``gathered`` holds each block's candidates (N, Q, K, D)."""
+    gh, gw = grid[0] // block, grid[1] // block
+    grouped = b.op("Reshape", [x, b.const(np.array([0, dims, gh, block, gw, block], np.int64))])
+    grouped = b.op("Transpose", [grouped], perm=[0, 2, 4, 3, 5, 1])  # (N, gh, gw, k, k, D)
+    grouped = b.op("Reshape", [grouped, b.const(np.array([0, gh * gw, block * block, 1, dims],
+                                                         np.int64))])  # (N, Q, k², 1, D)
+    candidates = b.op("Unsqueeze", [gathered, b.const(np.array([2], np.int64))])  # (N,Q,1,K,D)
+    last = b.const(np.array([-1], np.int64))
+    squared = b.op("ReduceSumSquare", [b.op("Sub", [candidates, grouped]), last], keepdims=0)
+    squared = b.op("ReduceMin", [squared, last], keepdims=0)  # (N, Q, k²)
+    squared = b.op("Reshape", [squared, b.const(np.array([0, gh, gw, block, block], np.int64))])
+    squared = b.op("Transpose", [squared], perm=[0, 1, 3, 2, 4])  # (N, gh, k, gw, k)
+    return b.op("Reshape", [squared, b.const(np.array([0, -1], np.int64))])
 
 
 def _mahalanobis(b: _Builder, x: str, mean: np.ndarray, inv_cov: np.ndarray,
@@ -297,6 +331,7 @@ def scoring_model(
     gaussian: tuple[np.ndarray, np.ndarray] | None = None,
     search_dims: int | None = None,
     candidates: int = 8,
+    search_block: int = 1,
     name: str = "inspection-model",
 ) -> onnx.ModelProto:
     """The complete fitted model: a memory ``bank`` (M, D) for patchcore, or the per-location
@@ -306,7 +341,8 @@ def scoring_model(
     b = _Builder()
     x = _features(b, backbone, spec, projection)
     if bank is not None:
-        patch_map = _nearest_distance(b, x, bank, spec.grid, search_dims, candidates)
+        patch_map = _nearest_distance(b, x, bank, spec.grid, search_dims, candidates,
+                                      search_block)
     else:
         patch_map = _mahalanobis(b, x, *gaussian, grid=spec.grid)
     _map_and_score(b, patch_map, spec)

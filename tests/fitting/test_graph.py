@@ -13,9 +13,10 @@ GRID = (4, 5)
 
 
 def _run_nearest(bank: np.ndarray, x: np.ndarray, search_dims: int | None,
-                 candidates: int) -> np.ndarray:
+                 candidates: int, search_block: int = 1) -> np.ndarray:
     b = _Builder()
-    out = _nearest_distance(b, "x", bank, GRID, search_dims, candidates)
+    out = _nearest_distance(b, "x", bank, tuple(x.shape[2:]), search_dims, candidates,
+                            search_block)
     graph = helper.make_graph(
         b.nodes, "nearest", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=b.inits)
@@ -29,7 +30,7 @@ def _run_nearest(bank: np.ndarray, x: np.ndarray, search_dims: int | None,
 def _brute_force(bank: np.ndarray, x: np.ndarray) -> np.ndarray:
     queries = x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 2, 1)
     squared = ((queries[:, :, None, :] - bank[None, None]) ** 2).sum(-1)
-    return np.sqrt(squared.min(-1)).reshape(x.shape[0], 1, *GRID)
+    return np.sqrt(squared.min(-1)).reshape(x.shape[0], 1, *x.shape[2:])
 
 
 def _pca_like(rng: np.random.Generator, n: int, dims: int) -> np.ndarray:
@@ -80,3 +81,39 @@ def test_two_stage_search_always_measures_the_coarse_nearest_entry(entries, cand
     # Bank sizes that do not divide into the parts are padded; the padding changes nothing.
     assert np.all(got <= coarse_distance + 1e-4)
     assert np.all(got >= exact - 1e-4)
+
+
+@pytest.mark.parametrize("grid", [(4, 6), (2, 8)])
+def test_a_block_search_is_exact_when_every_entry_is_a_candidate(grid) -> None:
+    """Every patch lands back in its own place: the block layout's reshapes are right."""
+    rng = np.random.default_rng(4)
+    bank = rng.normal(size=(40, 24)).astype(np.float32)
+    x = rng.normal(size=(2, 24, *grid)).astype(np.float32)
+    got = _run_nearest(bank, x, search_dims=4, candidates=40, search_block=2)
+    np.testing.assert_allclose(got, _brute_force(bank, x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_block_search_measures_each_patch_against_its_blocks_candidates() -> None:
+    rng = np.random.default_rng(5)
+    bank = _pca_like(rng, 301, 32)
+    x = _pca_like(rng, 24, 32).reshape(1, 4, 6, 32).transpose(0, 3, 1, 2).copy()
+    got = _run_nearest(bank, x, search_dims=8, candidates=1, search_block=2)[0, 0]
+    # NumPy: the block's mean finds its coarse nearest entry; each patch's exact distance
+    # to that entry.
+    for by in range(2):
+        for bx in range(3):
+            patches = x[0, :, 2 * by:2 * by + 2, 2 * bx:2 * bx + 2].reshape(32, 4).T
+            mean = patches.mean(0)
+            nearest = bank[((mean[:8] - bank[:, :8]) ** 2).sum(-1).argmin()]
+            want = np.sqrt(((patches - nearest) ** 2).sum(-1)).reshape(2, 2)
+            np.testing.assert_allclose(got[2 * by:2 * by + 2, 2 * bx:2 * bx + 2], want,
+                                       rtol=1e-4, atol=1e-4)
+    assert np.all(got >= _brute_force(bank, x)[0, 0] - 1e-4)
+
+
+def test_a_grid_the_block_does_not_divide_searches_every_patch() -> None:
+    rng = np.random.default_rng(6)
+    bank = _pca_like(rng, 200, 32)
+    x = _pca_like(rng, 20, 32).reshape(1, 4, 5, 32).transpose(0, 3, 1, 2).copy()
+    blocked = _run_nearest(bank, x, search_dims=8, candidates=8, search_block=2)
+    np.testing.assert_array_equal(blocked, _run_nearest(bank, x, search_dims=8, candidates=8))
