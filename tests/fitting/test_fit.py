@@ -67,6 +67,8 @@ def test_fit_options_are_validated() -> None:
         FitOptions(size=100)
     with pytest.raises(ValueError, match="coreset_ratio"):
         FitOptions(coreset_ratio=0)
+    with pytest.raises(ValueError, match="search_block must be positive"):
+        FitOptions(search_block=0)
 
 
 def test_greedy_coreset_covers_every_cluster() -> None:
