@@ -18,6 +18,12 @@ Each subcommand prints a markdown table and exits nonzero when its pass criterio
 4. ``sigterm``: ``inspector run`` with synthetic cameras paced at ``--overload`` times
    what the model inspects here, SIGTERM after ``--seconds``. Pass: exit 0 and every
    frame it says it received has a row in the store.
+5. ``diskfull`` (needs root): ``inspector run`` with its store on a loop-mounted ext4,
+   which another file fills to the last few MiB for ``--seconds``, then frees. Pass:
+   every received verdict stored (or deleted later by retention, as documented), those
+   while full without images, the disk alarm raised and cleared, images kept again.
+6. ``login``: a sign-in flood from 8 addresses while one camera is inspected. Pass:
+   verdict p99 within 2x its quiet value, no extra error verdicts.
 
 On a shared 2-core VM (figures in ``docs/reliability.md``):
 
@@ -26,6 +32,7 @@ On a shared 2-core VM (figures in ``docs/reliability.md``):
     python benchmarks/faults.py cameras --ids 1000           # ~10 s
     python benchmarks/faults.py kill9 --kills 20             # ~1 minute
     python benchmarks/faults.py sigterm --overload 2         # ~15 s (--seconds 30: ~45 s)
+    python benchmarks/faults.py diskfull --size-mb 16384     # ~1 minute, as root
     python benchmarks/faults.py login                        # ~2 minutes
 
 5. ``login``: ``inspector run`` with its web UI and one camera; 8 clients (from 8
@@ -41,6 +48,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -324,10 +332,10 @@ def cameras(ids: int, side: int) -> Row:
 
 # -- inspector run as a subprocess --------------------------------------------------------------
 
-def write_run_config(root: Path, cams: list[tuple[str, float]], web_port: int | None = None
-                     ) -> Path:
+def write_run_config(root: Path, cams: list[tuple[str, float]], web_port: int | None = None,
+                     storage: str = "") -> Path:
     """A config like the tests': synthetic cameras, the demo model, the store under root;
-    the web UI on 127.0.0.1:``web_port`` when given."""
+    the web UI on 127.0.0.1:``web_port`` when given; ``storage``: more [storage] lines."""
     cam_tables = "".join(f"""
 [[cameras]]
 id = "{cam}"
@@ -347,6 +355,7 @@ path = "{DEMO_MODEL}"
 
 [storage]
 root = "{root / 'store'}"
+{storage}
 
 [web]
 {"enabled = false" if web_port is None else f'host = "127.0.0.1"{chr(10)}port = {web_port}'}
@@ -554,7 +563,106 @@ def sigterm(overload: float, seconds: float, n_cameras: int, keep: Path | None) 
             "cameras": rows, "returncode": process.returncode, "alarms": alarms, "pass": ok}
 
 
-# -- 5. login flood -----------------------------------------------------------------------------
+# -- 5. disk full ------------------------------------------------------------------------------
+
+def fill_disk(folder: Path, leave_bytes: int) -> Path:
+    """A file taking all but about ``leave_bytes`` of the filesystem's free space."""
+    filler = folder / "filler"
+    with filler.open("wb") as handle:
+        free = shutil.disk_usage(folder).free
+        size = max(0, free - leave_bytes)
+        while size > 0:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, size)
+                break
+            except OSError:  # the filesystem's own overhead: ask for a little less
+                size -= 4 * 2**20
+    return filler
+
+
+def diskfull(size_mb: int, fps: float, full_s: float, keep: Path | None) -> Row:
+    """``inspector run`` on a loop-mounted ext4 of ``size_mb``, filled to the last bytes by
+    another file for ``full_s`` seconds, then given its space back."""
+    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
+        print("needs root and mkfs.ext4 to mount a loop filesystem; skipped")
+        return {"pass": False, "skipped": True}
+    with tempfile.TemporaryDirectory(dir=keep) as tmp:
+        root = Path(tmp)
+        image, disk = root / "disk.img", root / "disk"
+        disk.mkdir()
+        subprocess.run(["truncate", "-s", f"{size_mb}M", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(disk)], check=True)
+        try:
+            # Every pass keeps its picture, so the store writes images as fast as it can.
+            config = write_run_config(disk, [("syn0", fps)], storage="pass_sample_rate = 1.0")
+            process = start_run(config, root / "stderr.log")
+            try:
+                wait_until(lambda: read_store(disk)["rows"] > 0, 120)
+                time.sleep(5)
+                filler = fill_disk(disk, leave_bytes=2 * 2**20)  # someone else fills it
+                full = (time.time_ns(), 0)
+                free_when_full = shutil.disk_usage(disk).free
+                time.sleep(full_s)
+                filler.unlink()
+                full = (full[0], time.time_ns())
+                time.sleep(5)  # room again: images resume, the alarm clears
+                process.send_signal(signal.SIGTERM)
+                out, _ = process.communicate(timeout=120)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            summary = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            db = disk / "store" / "inspections.db"
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                rows = conn.execute("SELECT count(*) FROM inspections").fetchone()[0]
+                during = conn.execute(
+                    "SELECT count(*), sum(image_path IS NULL) FROM inspections "
+                    "WHERE inspected_ns BETWEEN ? AND ?", full).fetchone()
+                after = conn.execute(
+                    "SELECT count(*), sum(image_path IS NOT NULL) FROM inspections "
+                    "WHERE inspected_ns > ?", (full[1] + 2 * 10**9,)).fetchone()
+                alarms = conn.execute(
+                    "SELECT kind, raised_ns, cleared_ns FROM alarms WHERE kind IN "
+                    "('disk_full', 'disk_low', 'storage_error') ORDER BY id").fetchall()
+                integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+                # Retention makes room by deleting the oldest unlabeled passes, by design.
+                retained_away = sum(json.loads(detail)["deleted"] for (detail,) in conn.execute(
+                    "SELECT detail_json FROM audit WHERE action = 'retention'"))
+            stderr_tail = (root / "stderr.log").read_text()[-1500:]
+        finally:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+    received = sum(s["received"] for s in summary)
+    full_alarm = [a for a in alarms if a[0] == "disk_full"]
+    raised_in_time = any(full[0] <= a[1] <= full[1] for a in full_alarm)
+    cleared = bool(full_alarm) and all(a[2] is not None for a in full_alarm)
+    print(table([
+        ("filesystem", f"ext4 on a loop device, {size_mb} MiB"),
+        ("camera", f"1 synthetic at {fps:g} fps, every picture kept"),
+        ("seconds full", f"{full_s:g} (free then: {free_when_full / 2**20:.1f} MiB)"),
+        ("received / stored rows + deleted by retention", f"{received} / {rows} + "
+                                                          f"{retained_away}"),
+        ("verdicts while full / of them without images", f"{during[0]} / {during[1] or 0}"),
+        ("verdicts 2 s after space came back / with images", f"{after[0]} / {after[1] or 0}"),
+        ("alarms (kind, raised, cleared)", [(k, r is not None, c is not None)
+                                            for k, r, c in alarms]),
+        ("integrity check", integrity),
+        ("exit code", process.returncode),
+    ]))
+    ok = (process.returncode == 0 and received == rows + retained_away and during[0] > 0
+          and raised_in_time and cleared and (after[1] or 0) > 0 and integrity == "ok")
+    print(f"criterion met (every verdict stored while full, alarm raised and cleared, "
+          f"images back): {'yes' if ok else 'NO'}")
+    if not ok:
+        print(stderr_tail)
+    return {"size_mb": size_mb, "received": received, "rows": rows,
+            "deleted_by_retention": retained_away, "during": list(during),
+            "after": list(after), "alarms": alarms, "integrity": integrity,
+            "returncode": process.returncode, "pass": ok}
+
+
+# -- 6. login flood -----------------------------------------------------------------------------
 
 def latencies(root: Path, since_ns: int, until_ns: int) -> tuple[np.ndarray, int]:
     """Total latencies (ms) of the verdicts decided in the window, and how many were errors."""
@@ -678,6 +786,11 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--cameras", type=int, default=2)
     p.add_argument("--keep", type=Path)
+    p = sub.add_parser("diskfull", help="inspector run on a loop ext4 that another file fills")
+    p.add_argument("--size-mb", type=int, default=2048)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--seconds", type=float, default=20.0, help="seconds the disk stays full")
+    p.add_argument("--keep", type=Path)
     p = sub.add_parser("login", help="a sign-in flood against the web UI of inspector run")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--quiet", type=float, default=20.0, help="seconds measured before it")
@@ -694,6 +807,8 @@ def main() -> int:
         row = kill9(args.kills, args.low, args.high, args.seed, args.keep)
     elif args.drill == "sigterm":
         row = sigterm(args.overload, args.seconds, args.cameras, args.keep)
+    elif args.drill == "diskfull":
+        row = diskfull(args.size_mb, args.fps, args.seconds, args.keep)
     else:
         row = login(args.clients, args.quiet, args.seconds, args.fps, args.keep)
     if args.json:
