@@ -22,8 +22,10 @@ Each subcommand prints a markdown table and exits nonzero when its pass criterio
    which another file fills to the last few MiB for ``--seconds``, then frees. Pass:
    every received verdict stored (or deleted later by retention, as documented), those
    while full without images, the disk alarm raised and cleared, images kept again.
-6. ``login``: a sign-in flood from 8 addresses while one camera is inspected. Pass:
-   verdict p99 within 2x its quiet value, no extra error verdicts.
+6. ``login``: ``inspector run`` with its web UI and one camera; 8 clients (from 8
+   loopback addresses where the OS allows) post wrong passwords for ``--seconds``.
+   Pass: the verdicts' p99 latency during the flood within 2x of the quiet p99 before
+   it, and no more error verdicts than in the quiet period (per second).
 
 On a shared 2-core VM (figures in ``docs/reliability.md``):
 
@@ -34,11 +36,6 @@ On a shared 2-core VM (figures in ``docs/reliability.md``):
     python benchmarks/faults.py sigterm --overload 2         # ~15 s (--seconds 30: ~45 s)
     python benchmarks/faults.py diskfull --size-mb 16384     # ~1 minute, as root
     python benchmarks/faults.py login                        # ~2 minutes
-
-5. ``login``: ``inspector run`` with its web UI and one camera; 8 clients (from 8
-   loopback addresses where the OS allows) post wrong passwords for ``--seconds``.
-   Pass: the verdicts' p99 latency during the flood within 2x of the quiet p99 before
-   it, and no more error verdicts than in the quiet period (per second).
 """
 
 from __future__ import annotations
