@@ -563,9 +563,10 @@ def sigterm(overload: float, seconds: float, n_cameras: int, keep: Path | None) 
 # -- 5. disk full ------------------------------------------------------------------------------
 
 def fill_disk(folder: Path, leave_bytes: int) -> Path:
-    """A file taking all but about ``leave_bytes`` of the filesystem's free space."""
+    """A file taking all but about ``leave_bytes`` of the filesystem's free space; with 0,
+    every last block it can get."""
     filler = folder / "filler"
-    with filler.open("wb") as handle:
+    with filler.open("wb", buffering=0) as handle:  # a failed write leaves nothing to flush
         free = shutil.disk_usage(folder).free
         size = max(0, free - leave_bytes)
         while size > 0:
@@ -574,12 +575,24 @@ def fill_disk(folder: Path, leave_bytes: int) -> Path:
                 break
             except OSError:  # the filesystem's own overhead: ask for a little less
                 size -= 4 * 2**20
+        if leave_bytes == 0:
+            handle.seek(0, os.SEEK_END)
+            for chunk in (2**20, 2**16, 2**12):
+                try:
+                    while True:
+                        handle.write(b"\0" * chunk)
+                except OSError:
+                    pass
+            os.fsync(handle.fileno())
     return filler
 
 
-def diskfull(size_mb: int, fps: float, full_s: float, keep: Path | None) -> Row:
+def diskfull(size_mb: int, fps: float, full_s: float, protected: bool,
+             keep: Path | None) -> Row:
     """``inspector run`` on a loop-mounted ext4 of ``size_mb``, filled to the last bytes by
-    another file for ``full_s`` seconds, then given its space back."""
+    another file for ``full_s`` seconds, then given its space back. ``protected``: only
+    rejects keep pictures (retention keeps them a day), so retention cannot make room and
+    the disk is filled to its last block: SQLite itself meets the full disk."""
     if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
         print("needs root and mkfs.ext4 to mount a loop filesystem; skipped")
         return {"pass": False, "skipped": True}
@@ -592,13 +605,14 @@ def diskfull(size_mb: int, fps: float, full_s: float, keep: Path | None) -> Row:
         subprocess.run(["mount", "-o", "loop", str(image), str(disk)], check=True)
         try:
             # Every pass keeps its picture, so the store writes images as fast as it can.
-            config = write_run_config(disk, [("syn0", fps)], storage="pass_sample_rate = 1.0")
+            config = write_run_config(disk, [("syn0", fps)], storage="pass_sample_rate = "
+                                      + ("0.0" if protected else "1.0"))
             process = start_run(config, root / "stderr.log")
             try:
                 wait_until(lambda: read_store(disk)["rows"] > 0, 120)
                 time.sleep(5)
-                filler = fill_disk(disk, leave_bytes=2 * 2**20)  # someone else fills it
                 full = (time.time_ns(), 0)
+                filler = fill_disk(disk, 0 if protected else 2 * 2**20)  # someone else
                 free_when_full = shutil.disk_usage(disk).free
                 time.sleep(full_s)
                 filler.unlink()
@@ -627,16 +641,21 @@ def diskfull(size_mb: int, fps: float, full_s: float, keep: Path | None) -> Row:
                 # Retention makes room by deleting the oldest unlabeled passes, by design.
                 retained_away = sum(json.loads(detail)["deleted"] for (detail,) in conn.execute(
                     "SELECT detail_json FROM audit WHERE action = 'retention'"))
-            stderr_tail = (root / "stderr.log").read_text()[-1500:]
+            log = (root / "stderr.log").read_text()
+            stderr_tail = log[-1500:]
         finally:
             subprocess.run(["umount", "-l", str(disk)], check=False)
+    released = "released the" in log
+    reserve = "kept (not needed)" if not released else "released" + (
+        ", allocated again" if "allocated the" in log.split("released the")[-1] else "")
     received = sum(s["received"] for s in summary)
     full_alarm = [a for a in alarms if a[0] == "disk_full"]
     raised_in_time = any(full[0] <= a[1] <= full[1] for a in full_alarm)
     cleared = bool(full_alarm) and all(a[2] is not None for a in full_alarm)
     print(table([
         ("filesystem", f"ext4 on a loop device, {size_mb} MiB"),
-        ("camera", f"1 synthetic at {fps:g} fps, every picture kept"),
+        ("camera", f"1 synthetic at {fps:g} fps, "
+                   + ("only rejects' pictures kept" if protected else "every picture kept")),
         ("seconds full", f"{full_s:g} (free then: {free_when_full / 2**20:.1f} MiB)"),
         ("received / stored rows + deleted by retention", f"{received} / {rows} + "
                                                           f"{retained_away}"),
@@ -644,6 +663,7 @@ def diskfull(size_mb: int, fps: float, full_s: float, keep: Path | None) -> Row:
         ("verdicts 2 s after space came back / with images", f"{after[0]} / {after[1] or 0}"),
         ("alarms (kind, raised, cleared)", [(k, r is not None, c is not None)
                                             for k, r, c in alarms]),
+        ("the store's 16 MiB reserve", reserve),
         ("integrity check", integrity),
         ("exit code", process.returncode),
     ]))
@@ -653,7 +673,8 @@ def diskfull(size_mb: int, fps: float, full_s: float, keep: Path | None) -> Row:
           f"images back): {'yes' if ok else 'NO'}")
     if not ok:
         print(stderr_tail)
-    return {"size_mb": size_mb, "received": received, "rows": rows,
+    return {"size_mb": size_mb, "protected": protected, "reserve": reserve,
+            "received": received, "rows": rows,
             "deleted_by_retention": retained_away, "during": list(during),
             "after": list(after), "alarms": alarms, "integrity": integrity,
             "returncode": process.returncode, "pass": ok}
@@ -787,6 +808,8 @@ def main() -> int:
     p.add_argument("--size-mb", type=int, default=2048)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--seconds", type=float, default=20.0, help="seconds the disk stays full")
+    p.add_argument("--protected", action="store_true",
+                   help="only rejects keep pictures: retention cannot make room")
     p.add_argument("--keep", type=Path)
     p = sub.add_parser("login", help="a sign-in flood against the web UI of inspector run")
     p.add_argument("--clients", type=int, default=8)
@@ -805,7 +828,7 @@ def main() -> int:
     elif args.drill == "sigterm":
         row = sigterm(args.overload, args.seconds, args.cameras, args.keep)
     elif args.drill == "diskfull":
-        row = diskfull(args.size_mb, args.fps, args.seconds, args.keep)
+        row = diskfull(args.size_mb, args.fps, args.seconds, args.protected, args.keep)
     else:
         row = login(args.clients, args.quiet, args.seconds, args.fps, args.keep)
     if args.json:
