@@ -197,7 +197,7 @@ def export() -> Any:
                          "threshold", "label", "defect_type", "file", "regions", "mask"])
         for row in rows:
             name = mask = ""
-            regions = drawn.get(row["id"], []) if row["label"] == "defect" else []
+            regions = drawn.get(row["id"], [])  # only a defect label carries boxes
             if row["image_path"] and row["label"]:
                 kind = row["defect_type"] or "untyped"
                 folder = "good" if row["label"] == "good" else f"defect/{kind}"

@@ -42,8 +42,9 @@ def detail(inspection_id: int) -> Any:
     newer, older = store.neighbours(filters_from(request.args), inspection_id)
     query = request.query_string.decode()
     history = store.label_history(inspection_id)
-    # The boxes drawn with the current label, shown to be kept, moved or redrawn.
-    drawn = history[-1]["regions"] if history and row["label"] == "defect" else []
+    # The boxes drawn with the current label (only a defect label has any), shown to be
+    # kept, moved or redrawn.
+    drawn = history[-1]["regions"] if history else []
     return render_template("detail.html", item=row_json(row), history=history, regions=drawn,
                            defect_types=current_app.config["DEFECT_TYPES"],
                            newer=newer, older=older, query=f"?{query}" if query else "")
