@@ -48,6 +48,10 @@ LOGIN_MAX_BYTES = 4096  # the sign-in form is a name, a password and a token: un
 # the entry refused earliest is forgotten (that address then meets the limit again).
 REFUSED_MAX_ADDRESSES = 10_000
 REFUSED_UNTIL_KEY = "inspector.address_refused_until"  # WSGI environ key the app sets
+# A remembered refusal is answered after this long, by at most REFUSED_HOLDS server threads
+# at once (see ``RefusedAddresses``).
+REFUSED_HOLD_S = 1.0
+REFUSED_HOLDS = 16
 
 
 class Busy(Exception):
@@ -138,15 +142,29 @@ class RefusedAddresses:
     The limit stays the only judge: the app marks its own refusals in the request's environ
     (``REFUSED_UNTIL_KEY``, a monotonic deadline), and only those are remembered. The
     per-name lockout and the busy gate are not, since they do not concern the address.
+
+    Each such refusal is held for ``hold_s`` before it is answered. A guessing client waits
+    for one answer before it sends its next guess, so a held one guesses once a second
+    instead of hundreds of times, and the server stops parsing its requests in the process
+    that inspects (refused cheaply or not, each costs waitress's Python work under the
+    interpreter lock). A hold sleeps in a server thread, without the lock; at most
+    ``holds`` run at once, so the UI's own threads keep answering, and refusals beyond
+    that are answered at once: a flood from more connections than ``holds`` still costs
+    the process its parsing.
     """
 
     def __init__(self, app: Any, path: str = "/login",
                  max_addresses: int = REFUSED_MAX_ADDRESSES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 hold_s: float = REFUSED_HOLD_S, holds: int = REFUSED_HOLDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.app, self.path, self.max_addresses, self.clock = app, path, max_addresses, clock
+        self.hold_s, self.sleep = hold_s, sleep
+        self._holds = threading.BoundedSemaphore(holds)
         self._lock = threading.Lock()
         self._until: OrderedDict[str, float] = OrderedDict()
         self.refused = 0  # sign-ins answered here
+        self.held = 0  # of them, answered after a hold
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != self.path:
@@ -159,7 +177,13 @@ class RefusedAddresses:
                 self._until.pop(address, None)
         if until > now:
             self.refused += 1
-            return self._refuse(start_response, math.ceil(until - now))
+            if self.hold_s > 0 and self._holds.acquire(blocking=False):
+                try:
+                    self.sleep(self.hold_s)
+                finally:
+                    self._holds.release()
+                self.held += 1
+            return self._refuse(start_response, max(1, math.ceil(until - self.clock())))
         environ[REFUSED_UNTIL_KEY] = None
         result = self.app(environ, start_response)
         refused_until = environ.get(REFUSED_UNTIL_KEY)

@@ -17,13 +17,14 @@ from inspector.threads import lower_priority
 from web import MAX_REQUEST_BYTES, create_app
 from web.auth import ROLES, add_user
 from web.live import MAX_STREAMS
-from web.security import HASH_CONCURRENCY, HASH_WAITING
+from web.security import HASH_CONCURRENCY, HASH_WAITING, REFUSED_HOLDS
 
 logger = logging.getLogger(__name__)
 
-# Worker threads: the live streams and the sign-ins waiting for a password check may each
-# hold one for long; five more keep pages and the panel's polling answering meanwhile.
-THREADS = MAX_STREAMS + HASH_CONCURRENCY + HASH_WAITING + 5
+# Worker threads: the live streams, the sign-ins waiting for a password check and the held
+# refusals of a sign-in flood may each hold one for long; five more keep pages and the
+# panel's polling answering meanwhile.
+THREADS = MAX_STREAMS + HASH_CONCURRENCY + HASH_WAITING + REFUSED_HOLDS + 5
 # Open connections. A box serves a few panels and desks, each browser up to 6 connections;
 # 200 file descriptors sit well inside the default limit of 1024 that the store, ZeroMQ
 # and cameras share. Idle ones are closed quickly (below), so filling this takes

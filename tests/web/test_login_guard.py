@@ -19,6 +19,7 @@ from web.security import (
     HASH_CONCURRENCY,
     LOCKOUT_FAILURES,
     LOCKOUT_S,
+    REFUSED_HOLD_S,
     Busy,
     HashGate,
     Lockout,
@@ -98,6 +99,8 @@ def test_a_refused_address_is_answered_without_running_the_app(
     # fail shows it.
     monkeypatch.setattr(web.auth, "check_password_hash", None)
     shield: RefusedAddresses = app.extensions["refused_addresses"]
+    holds: list[float] = []
+    shield.sleep = holds.append
     before = shield.refused
     for _ in range(50):
         again = post_login(client, token, "qa", PASSWORDS["qa"])
@@ -105,6 +108,7 @@ def test_a_refused_address_is_answered_without_running_the_app(
         assert 1 <= int(again.headers["Retry-After"]) <= 60
         assert "Too many sign-in attempts from this address" in again.text
     assert shield.refused - before == 50 and len(checks.calls) == 10
+    assert holds == [REFUSED_HOLD_S] * 50  # each answered after a hold
     # Other addresses and other requests still reach the app.
     assert client.get("/login", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
     monkeypatch.undo()
@@ -135,6 +139,40 @@ def test_a_remembered_refusal_ends_when_the_limit_resets() -> None:
     assert statuses[-1][1]["Retry-After"] == "30"
     now[0] += 30.5  # the limit has reset: the app judges again
     assert call() == "200 X" and len(shield) == 0
+
+
+def test_refusals_are_held_by_a_bounded_number_of_threads_the_rest_answered_at_once(
+) -> None:
+    def app(environ: dict, start_response) -> list[bytes]:
+        environ["inspector.address_refused_until"] = time.monotonic() + 60
+        start_response("429 X", [])
+        return [b""]
+
+    release = threading.Event()
+    holding = threading.Semaphore(0)
+
+    def hold(seconds: float) -> None:
+        holding.release()
+        assert release.wait(10)
+
+    shield = RefusedAddresses(app, holds=2, hold_s=5.0, sleep=hold)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/login", "REMOTE_ADDR": "10.0.0.1"}
+    statuses: list[str] = []
+    shield(dict(environ), lambda status, headers: statuses.append(status))  # the app refuses
+    held = [threading.Thread(target=shield, args=(dict(environ), lambda *a: None))
+            for _ in range(2)]
+    for thread in held:
+        thread.start()
+    assert holding.acquire(timeout=10) and holding.acquire(timeout=10)
+    # Both holds are taken: the next refusals are answered at once, not held.
+    for _ in range(20):
+        shield(dict(environ), lambda status, headers: statuses.append(status))
+    assert statuses == ["429 X"] + ["429 Too Many Requests"] * 20
+    assert shield.held == 0 and shield.refused == 22  # counted on arrival
+    release.set()
+    for thread in held:
+        thread.join(10)
+    assert shield.held == 2 and shield.refused == 22
 
 
 def test_remembered_addresses_are_bounded() -> None:
