@@ -42,8 +42,8 @@ def add_model_commands(commands: Any) -> None:
     fit.add_argument("--backbone", default=defaults.backbone)
     fit.add_argument("--method", choices=["patchcore", "padim"], default=defaults.method)
     fit.add_argument("--size", type=int, default=defaults.size,
-                     help="model input side, pixels (default: half the frames' shorter side, "
-                     "256 to 320)")
+                     help="model input side, pixels (default: the frames' shorter side, "
+                     "within 256 to 320)")
     fit.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction,
                      default=defaults.keep_aspect,
                      help="shape the model input like the training frames (--size: shorter side)")

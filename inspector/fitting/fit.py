@@ -175,7 +175,7 @@ def fit(
     hyper = {k: v for k, v in asdict(options).items() if k not in ("batch", "threads", "name")}
     hyper["size"] = min(spec.size)
     hyper["size_choice"] = ("given by the caller" if options.size is not None else
-                            f"half the frames' shorter side within {AUTO_SIZES}")
+                            f"the frames' shorter side within {AUTO_SIZES}")
     if options.method == "patchcore":
         patches = maps.transpose(0, 2, 3, 1).reshape(-1, dims)
         size = min(options.max_bank, max(1, math.ceil(options.coreset_ratio * len(patches))))
@@ -331,18 +331,20 @@ def _run(session, frames: _Frames, options: FitOptions, progress: bool, label: s
 
 
 def input_side(options: FitOptions, frames: Sequence[np.ndarray]) -> int:
-    """The model input's shorter side: ``size`` when given, else half the frames' shorter
+    """The model input's shorter side: ``size`` when given, else the frames' own shorter
     side, within AUTO_SIZES.
 
-    Shrinking a frame more than twice blurs defects a few pixels wide into their
-    surroundings, and enlarging one adds no detail; 320 costs 1.56 times the time of 256,
-    so the range stops there (larger frames with small defects want tiles).
+    Every halving of a frame blurs defects a few pixels wide further into their
+    surroundings, so a frame is shrunk only as far as the time allows, and enlarging one
+    adds no detail. 320 costs 1.56 times the time of 256, so the range stops there (larger
+    frames with small defects want tiles); below 256 the backbone's stride-16 grid grows
+    too coarse.
     """
     if options.size is not None:
         return options.size
     shorter = float(np.median([min(f.shape[:2]) for f in frames]))
     low, high = AUTO_SIZES
-    return int(min(high, max(low, round(shorter / 2 / 16) * 16)))
+    return int(min(high, max(low, round(shorter / 16) * 16)))
 
 
 def model_size(options: FitOptions, frames: Sequence[np.ndarray]) -> tuple[int, int]:

@@ -122,11 +122,11 @@ def test_keep_aspect_shapes_the_model_like_its_frames(
 
 
 @pytest.mark.parametrize(("frame_hw", "size", "model_hw"), [
-    ((640, 640), None, (320, 320)),  # half the shorter side
-    ((512, 512), None, (256, 256)),
+    ((288, 288), None, (288, 288)),  # the frames' own size: neither shrunk nor enlarged
     ((250, 250), None, (256, 256)),  # small frames: never under 256
-    ((1024, 1024), None, (320, 320)),  # large ones: never over 320
-    ((400, 1024), None, (256, 656)),  # the shorter side sets it; the shape is kept
+    ((512, 512), None, (320, 320)),  # large ones: never over 320
+    ((1024, 1024), None, (320, 320)),
+    ((400, 1024), None, (320, 816)),  # the shorter side sets it; the shape is kept
     ((640, 640), 128, (128, 128)),  # a given size wins
 ])
 def test_the_input_size_follows_the_frames_unless_given(
