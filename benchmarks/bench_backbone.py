@@ -132,8 +132,9 @@ def main() -> None:
         product_in_blocks = float(np.median(blocks["off"]))
 
     fastest = min(ms.values())
-    print(f"{args.backbone} at {args.size}x{args.size}, batch 1, {args.threads} threads, "
-          f"{args.rounds} rounds; ONNX Runtime {ort.__version__}".replace("1 threads", "1 thread"))
+    threads = f"{args.threads} thread" + ("s" if args.threads != 1 else "")
+    print(f"{args.backbone} at {args.size}x{args.size}, batch 1, {threads}, "
+          f"{args.rounds} rounds; ONNX Runtime {ort.__version__}")
     print("| configuration | median ms | / fastest | session made in s |")
     print("|---|---|---|---|")
     rows = []
