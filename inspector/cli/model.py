@@ -126,6 +126,8 @@ def _fit(args: argparse.Namespace) -> int:
         "model": str(args.out), "method": card.method, "backbone": card.backbone["name"],
         "images": card.training.count, "bank_size": card.hyperparameters.get("bank_size"),
         "threshold": card.threshold.value, "fit_seconds": round(result.seconds["total"], 2),
+        "input": list(card.input.size),
+        "frames_shrunk": card.hyperparameters.get("frames_shrunk"),
         "top_fraction": card.hyperparameters["top_fraction"],
         "selection": card.hyperparameters["selection"],
         "onnx_sha256": card.onnx_sha256,

@@ -61,6 +61,9 @@ SELECTION_MAX_IMAGES = 60  # held-out images judged when choosing, at most
 MAX_ASPECT = 4.0  # keep_aspect: longer side at most this many times the shorter
 AUTO_SIZES = (256, 320)  # size=None: the input's shorter side is chosen in this range
 ASPECT_TOLERANCE, SHARED_SHAPE = 0.1, 0.9  # 90% of frames within 10% of the median ratio
+# Frames shrunk more than this many times to the model's input draw a warning that names
+# the tile size which would keep their small defects (shrunk at most this much).
+SHRINK_WARNING = 2.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,9 @@ def fit(
     hyper["size"] = min(spec.size)
     hyper["size_choice"] = ("given by the caller" if options.size is not None else
                             f"the frames' shorter side within {AUTO_SIZES}")
+    hyper["frames_shrunk"] = round(_shorter_side(frames.frames) / min(spec.size), 2)
+    if hyper["frames_shrunk"] > SHRINK_WARNING and options.tile is None:
+        logger.warning(_shrink_advice(frames.frames, min(spec.size), options.tile_overlap))
     if options.method == "patchcore":
         patches = maps.transpose(0, 2, 3, 1).reshape(-1, dims)
         size = min(options.max_bank, max(1, math.ceil(options.coreset_ratio * len(patches))))
@@ -342,9 +348,26 @@ def input_side(options: FitOptions, frames: Sequence[np.ndarray]) -> int:
     """
     if options.size is not None:
         return options.size
-    shorter = float(np.median([min(f.shape[:2]) for f in frames]))
     low, high = AUTO_SIZES
-    return int(min(high, max(low, round(shorter / 16) * 16)))
+    return int(min(high, max(low, round(_shorter_side(frames) / 16) * 16)))
+
+
+def _shorter_side(frames: Sequence[np.ndarray]) -> float:
+    """The median of the frames' shorter sides, in their own pixels."""
+    return float(np.median([min(f.shape[:2]) for f in frames]))
+
+
+def _shrink_advice(frames: Sequence[np.ndarray], side: int, overlap: int) -> str:
+    """What shrinking the frames to a ``side``-pixel input costs, and the tiles that avoid it."""
+    shrink = _shorter_side(frames) / side
+    tile = round(SHRINK_WARNING * side)
+    height, width = (int(np.median([f.shape[axis] for f in frames])) for axis in (0, 1))
+    count = (len(tiling.tile_origins(height, min(tile, height), overlap))
+             * len(tiling.tile_origins(width, min(tile, width), overlap)))
+    return (f"the frames ({height}x{width}) are shrunk {shrink:.1f}x to the model's {side}-pixel "
+            f"input, so a defect {round(shrink * 4)} px wide in a frame is 4 px wide to the "
+            f"model and smaller ones may go unseen; --tile {tile} inspects them in {count} tiles "
+            f"shrunk at most {SHRINK_WARNING:g}x, each one model run")
 
 
 def model_size(options: FitOptions, frames: Sequence[np.ndarray]) -> tuple[int, int]:

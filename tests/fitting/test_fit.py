@@ -121,6 +121,31 @@ def test_keep_aspect_shapes_the_model_like_its_frames(
     assert defect.score > clean.score
 
 
+def test_frames_shrunk_more_than_twice_draw_advice_to_tile_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):  # 1400x1400 frames: the model's input stops at 320
+        path = tmp_path / f"big{i}.png"
+        cv2.imwrite(str(path), rng.integers(90, 110, (1400, 1400, 3), dtype=np.uint8))
+        paths.append(path)
+    options = FitOptions(backbone="mobilenet_v2", max_bank=64, auto=False)
+    with caplog.at_level("WARNING", logger="inspector.fitting.fit"):
+        result = fit(paths, None, options)
+    assert result.card.input.size == (320, 320)
+    assert result.card.hyperparameters["frames_shrunk"] == 4.38
+    advice = [r.getMessage() for r in caplog.records if "--tile" in r.getMessage()]
+    assert len(advice) == 1 and "shrunk 4.4x" in advice[0] and "--tile 640" in advice[0]
+    assert "in 9 tiles" in advice[0]  # 3 x 3 tiles of 640 with 32 px overlap
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inspector.fitting.fit"):
+        tiled = fit(paths, None, FitOptions(backbone="mobilenet_v2", max_bank=64, auto=False,
+                                            tile=640))
+    assert tiled.card.hyperparameters["frames_shrunk"] == 2.0  # each tile, 640 -> 320
+    assert not [r for r in caplog.records if "--tile" in r.getMessage()]
+
+
 @pytest.mark.parametrize(("frame_hw", "size", "model_hw"), [
     ((288, 288), None, (288, 288)),  # the frames' own size: neither shrunk nor enlarged
     ((250, 250), None, (256, 256)),  # small frames: never under 256
