@@ -175,14 +175,16 @@ class RefusedAddresses:
             until = self._until.get(address, 0.0)
             if until <= now:
                 self._until.pop(address, None)
+            else:
+                self.refused += 1
         if until > now:
-            self.refused += 1
             if self.hold_s > 0 and self._holds.acquire(blocking=False):
                 try:
                     self.sleep(self.hold_s)
                 finally:
                     self._holds.release()
-                self.held += 1
+                with self._lock:
+                    self.held += 1
             return self._refuse(start_response, max(1, math.ceil(until - self.clock())))
         environ[REFUSED_UNTIL_KEY] = None
         result = self.app(environ, start_response)
