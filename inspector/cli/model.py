@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # The ``inspector fit`` options that are ``FitOptions`` fields of the same name.
-_FIT_OPTIONS = ("backbone", "method", "size", "keep_aspect", "seed", "coreset_ratio",
+_FIT_OPTIONS = ("backbone", "layers", "method", "size", "keep_aspect", "seed", "coreset_ratio",
                 "max_bank", "dims", "search_dims", "candidates", "search_block", "top_fraction",
                 "auto", "tile", "tile_overlap", "name")
 
@@ -29,8 +29,8 @@ class _FitDefault:
 
 def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options the user gave; the rest keep ``FitOptions``' defaults."""
-    return {name: getattr(args, name) for name in names
-            if not isinstance(getattr(args, name), _FitDefault)}
+    return {name: tuple(value) if isinstance(value, list) else value
+            for name in names if not isinstance(value := getattr(args, name), _FitDefault)}
 
 
 def add_model_commands(commands: Any) -> None:
@@ -40,6 +40,9 @@ def add_model_commands(commands: Any) -> None:
     fit.add_argument("--images", type=Path, required=True, help="folder of good images")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     fit.add_argument("--backbone", default=defaults.backbone)
+    fit.add_argument("--layers", nargs="+", default=defaults.layers, metavar="LAYER",
+                     help="backbone outputs the features come from (models/backbones/"
+                     "manifest.json lists each backbone's)")
     fit.add_argument("--method", choices=["patchcore", "padim"], default=defaults.method)
     fit.add_argument("--size", type=int, default=defaults.size,
                      help="model input side, pixels (default: the frames' shorter side, "

@@ -74,7 +74,9 @@ class FitOptions:
     method: Literal["patchcore", "padim"] = "patchcore"
     size: int | None = None  # the model input's (shorter) side; None: from the frames' size
     keep_aspect: bool = True  # model input shaped like the training frames, when they share one
-    layers: tuple[str, ...] = ("s8_expand", "s16_expand")
+    # The blocks' own outputs at strides 8 and 16 (docs/accuracy.md: better than the
+    # expand convolutions of the textbook recipe on every set, and cheaper).
+    layers: tuple[str, ...] = ("s8_block", "s16_block")
     dims: int = 256  # projected feature size: the space distances are measured in
     search_dims: int | None = 64  # nearest-neighbour search on this many leading dims,
     candidates: int = 8  # then exact distances over all ``dims`` for this many candidates
@@ -177,6 +179,7 @@ def fit(
     t0 = time.perf_counter()
     hyper = {k: v for k, v in asdict(options).items() if k not in ("batch", "threads", "name")}
     hyper["size"] = min(spec.size)
+    hyper["feature_dims"] = dims  # ``dims``, or fewer when the layers have fewer channels
     hyper["size_choice"] = ("given by the caller" if options.size is not None else
                             f"the frames' shorter side within {AUTO_SIZES}")
     hyper["frames_shrunk"] = round(_shorter_side(frames.frames) / min(spec.size), 2)

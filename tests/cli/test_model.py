@@ -47,6 +47,9 @@ def test_cli_fit_reports_what_it_chose(category: Path, tmp_path: Path,
     chosen = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert chosen["top_fraction"] == chosen["selection"]["chosen"]["top_fraction"]
     assert chosen["input"] == [128, 128] and chosen["frames_shrunk"] == 1.0  # 128 px frames
-    assert main([*args, "--top-fraction", "0.05"]) == 0
+    assert main([*args, "--top-fraction", "0.05", "--layers", "s8_expand"]) == 0
     given = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (given["top_fraction"], given["selection"]) == (0.05, "top_fraction given by the caller")
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["hyperparameters"]["layers"] == ["s8_expand"]
+    assert card["hyperparameters"]["feature_dims"] == 192  # its channels, under --dims 256
