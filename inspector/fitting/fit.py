@@ -184,7 +184,8 @@ def fit(
                             f"the frames' shorter side within {AUTO_SIZES}")
     hyper["frames_shrunk"] = round(_shorter_side(frames.frames) / min(spec.size), 2)
     if hyper["frames_shrunk"] > SHRINK_WARNING and options.tile is None:
-        logger.warning(_shrink_advice(frames.frames, min(spec.size), options.tile_overlap))
+        logger.warning(_shrink_advice(frames.frames, hyper["frames_shrunk"], min(spec.size),
+                                      options.tile_overlap))
     if options.method == "patchcore":
         patches = maps.transpose(0, 2, 3, 1).reshape(-1, dims)
         size = min(options.max_bank, max(1, math.ceil(options.coreset_ratio * len(patches))))
@@ -360,9 +361,9 @@ def _shorter_side(frames: Sequence[np.ndarray]) -> float:
     return float(np.median([min(f.shape[:2]) for f in frames]))
 
 
-def _shrink_advice(frames: Sequence[np.ndarray], side: int, overlap: int) -> str:
-    """What shrinking the frames to a ``side``-pixel input costs, and the tiles that avoid it."""
-    shrink = _shorter_side(frames) / side
+def _shrink_advice(frames: Sequence[np.ndarray], shrink: float, side: int, overlap: int) -> str:
+    """What shrinking the frames ``shrink`` times to a ``side``-pixel input costs, and the
+    tiles that avoid it."""
     tile = round(SHRINK_WARNING * side)
     height, width = (int(np.median([f.shape[axis] for f in frames])) for axis in (0, 1))
     count = (len(tiling.tile_origins(height, min(tile, height), overlap))
